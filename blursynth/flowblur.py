@@ -1,0 +1,484 @@
+"""Flow-based motion blur: integrate each exposure from flow-interpolated sub-frames.
+
+Each output frame integrates the scene over its exposure window ``[c - e K / 2, c + e K / 2]``
+(``e`` in frame intervals, ``K`` the decimation factor, ``c`` the centre input frame, which is also
+the sharp target). Between every two decoded frames the scene at intermediate times is rebuilt by
+backward-warping both neighbours along the bidirectional flow, weighted by occlusion
+(:mod:`blursynth_ext.warpsum`); the number of sub-frames per interval is chosen from the flow so
+that no pixel moves more than ``max_step`` pixels between sub-frames. Everything is averaged in
+linear light (:mod:`blursynth.crf`) and encoded once at the end, with rounding.
+
+The core, :func:`flowblur_frames`, is a generator over in-memory frames; :func:`flowblur_video`
+in :mod:`blursynth.flowblur_video` reads, writes and records.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from blursynth_ext.dispatch import encode_linear, prefilter, warpsum
+from blursynth_ext.interp import TAU
+
+from .crf import CRF, decode_u8, get_crf
+from .errors import ParameterError
+from .flow import flow_to_color, get_backend, resize_flow, to_grey
+
+__all__ = [
+    "FlowBlurParams",
+    "Window",
+    "BlurFrame",
+    "exposure_windows",
+    "interval_samples",
+    "subframes_per_interval",
+    "flowblur_frames",
+    "flowblur_array",
+]
+
+
+@dataclass(frozen=True)
+class FlowBlurParams:
+    """Parameters of flow-based blur synthesis (every CLI option of ``flowblur`` maps to one).
+
+    Parameters
+    ----------
+    exposure : float
+        Exposure ``e`` in (0, 2], in frame intervals of the output (1.0 is a 360-degree shutter).
+    decimate : int
+        Input frames per output frame ``K`` (high-frame-rate sources: 240 fps footage with
+        ``K = 8`` gives 30 fps output whose exposure spans ``e K`` input intervals).
+    crf : str
+        Camera response used to linearise inputs and encode outputs (``srgb``, ``gamma:2.2``,
+        ``exp:7``, ``linear``, ``table:FILE``).
+    flow : str
+        Flow backend (see :data:`blursynth.flow.BACKENDS`).
+    flow_preset : str or None
+        Backend preset (DIS: ``ultrafast``, ``fast``, ``medium``); None is the backend default.
+    flow_scale : float
+        Resolution at which flow is computed, as a fraction of the frame size (0, 1].
+    max_step : float
+        Largest motion, in pixels, allowed between consecutive sub-frames.
+    min_subframes, max_subframes : int
+        Bounds on the number of sub-frames per input frame interval.
+    scale : float
+        Output size as a fraction of the input size (resampled in linear light).
+    scene_cut : float
+        Fraction of pixels whose flow-compensated grey difference exceeds 0.1 above which an
+        interval is a scene cut; exposures spanning a cut are skipped. ``1`` disables detection.
+    iters : int
+        Fixed-point iterations per sub-frame sample (see :mod:`blursynth_ext.warpsum`).
+    tau : float
+        Occlusion softness: fixed-point residual, in pixels, at which a side's weight halves.
+    """
+
+    exposure: float = 1.0
+    decimate: int = 1
+    crf: str = "srgb"
+    flow: str = "dis"
+    flow_preset: str | None = "medium"
+    flow_scale: float = 0.5
+    max_step: float = 1.0
+    min_subframes: int = 1
+    max_subframes: int = 64
+    scale: float = 1.0
+    scene_cut: float = 0.5
+    iters: int = 2
+    tau: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.exposure <= 2:
+            raise ParameterError(f"exposure: expected 0 < e <= 2 frame intervals, got {self.exposure}")
+        if int(self.decimate) != self.decimate or self.decimate < 1:
+            raise ParameterError(f"decimate: expected an integer >= 1, got {self.decimate}")
+        if not 0 < self.flow_scale <= 1:
+            raise ParameterError(f"flow_scale: expected 0 < s <= 1, got {self.flow_scale}")
+        if not 0 < self.scale <= 1:
+            raise ParameterError(f"scale: expected 0 < s <= 1, got {self.scale}")
+        if not self.max_step > 0:
+            raise ParameterError(f"max_step: expected > 0 pixels, got {self.max_step}")
+        if not 1 <= self.min_subframes <= self.max_subframes:
+            raise ParameterError(
+                f"subframes: expected 1 <= min_subframes <= max_subframes, got "
+                f"{self.min_subframes} and {self.max_subframes}")
+        if not 0 < self.scene_cut <= 1:
+            raise ParameterError(f"scene_cut: expected 0 < fraction <= 1, got {self.scene_cut}")
+        if self.iters < 1 or self.tau <= 0:
+            raise ParameterError(f"iters/tau: expected iters >= 1 and tau > 0, got {self.iters}, {self.tau}")
+        get_crf(self.crf)  # validates the spec
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One output frame's exposure: output ``index``, sharp ``centre`` input frame, ``[t0, t1]``."""
+
+    index: int
+    centre: int
+    t0: float
+    t1: float
+
+
+@dataclass
+class BlurFrame:
+    """One synthesised output frame.
+
+    Attributes
+    ----------
+    window : Window
+    blurry, sharp : numpy.ndarray
+        uint8 (H, W, 3) encoded RGB.
+    flow : numpy.ndarray or None
+        float32 (h, w, 2) flow from the centre frame to the next input frame, in output pixels
+        per input frame, at flow resolution (``flow_scale``); None for the last frame.
+    subframes : numpy.ndarray or None
+        uint8 (n, H, W, 3) evenly spaced sub-frames of the exposure, if requested.
+    stats : dict
+        Sub-frame count, flow statistics and the scene-cut flag, for the manifest.
+    """
+
+    window: Window
+    blurry: np.ndarray | None
+    sharp: np.ndarray
+    flow: np.ndarray | None
+    subframes: np.ndarray | None
+    stats: dict = field(default_factory=dict)
+
+
+def exposure_windows(n_frames: int, exposure: float, decimate: int = 1) -> list[Window]:
+    """Exposure windows that fit inside ``n_frames`` decoded frames.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of input frames (times 0 .. n_frames - 1).
+    exposure : float
+        Exposure in output frame intervals.
+    decimate : int
+        Input frames per output frame.
+
+    Returns
+    -------
+    list of Window
+        Centres ``c_m = c_0 + m K`` with half-width ``h = e K / 2`` and ``c_0 = ceil(h)``, kept
+        while ``c_m + h <= n_frames - 1``: the first and last exposures that would reach outside
+        the clip are dropped rather than extrapolated.
+
+    Examples
+    --------
+    >>> [(w.centre, w.t0, w.t1) for w in exposure_windows(4, 1.0)]
+    [(1, 0.5, 1.5), (2, 1.5, 2.5)]
+    """
+    h = exposure * decimate / 2.0
+    c = int(math.ceil(h - 1e-9))
+    out = []
+    while c + h <= n_frames - 1 + 1e-9:
+        out.append(Window(len(out), c, c - h, c + h))
+        c += decimate
+    return out
+
+
+def subframes_per_interval(max_motion: float, max_step: float, lo: int, hi: int) -> int:
+    """Sub-frames per frame interval so that nothing moves more than ``max_step`` px between two."""
+    return int(min(max(math.ceil(max_motion / max_step - 1e-9), lo), hi))
+
+
+def interval_samples(windows: Iterable[tuple[int, Window]], i: int, n: int, subframes: int = 0):
+    """Sample times in interval ``[i, i + 1]`` for every window that overlaps it.
+
+    Parameters
+    ----------
+    windows : iterable of (int, Window)
+        Candidate windows with the accumulator slot each one writes to.
+    i : int
+        The interval starts at input frame ``i``.
+    n : int
+        Sub-frames per whole interval; a window covering a fraction ``f`` of the interval gets
+        ``ceil(n f)`` samples at the midpoints of equal parts (midpoint rule of the box shutter).
+    subframes : int
+        Also place the evenly spaced sub-frames ``j = 0 .. subframes - 1`` of each window (times
+        ``t0 + (j + 0.5)(t1 - t0) / subframes``) that fall in this interval, as target
+        ``slot * (1 + subframes) + 1 + j`` with weight 1.
+
+    Returns
+    -------
+    times, weights, targets : numpy.ndarray
+        Local times in [0, 1], weights in input frame intervals, and accumulator indices
+        (``slot * (1 + subframes)`` for the exposure average).
+
+    Examples
+    --------
+    >>> t, w, k = interval_samples([(0, Window(0, 1, 0.5, 1.5))], 0, 4)
+    >>> t.tolist(), w.tolist(), k.tolist()
+    ([0.625, 0.875], [0.25, 0.25], [0, 0])
+    """
+    times, weights, targets = [], [], []
+    for slot, w in windows:
+        s0, s1 = max(w.t0 - i, 0.0), min(w.t1 - i, 1.0)
+        base = slot * (1 + subframes)
+        if s1 > s0 + 1e-12:
+            m = max(1, int(math.ceil(n * (s1 - s0) - 1e-9)))
+            d = (s1 - s0) / m
+            for k in range(m):
+                times.append(s0 + (k + 0.5) * d)
+                weights.append(d)
+                targets.append(base)
+        for j in range(subframes):
+            t = w.t0 + (j + 0.5) * (w.t1 - w.t0) / subframes
+            if i <= t < i + 1:
+                times.append(t - i)
+                weights.append(1.0)
+                targets.append(base + 1 + j)
+    return (np.asarray(times, np.float32), np.asarray(weights, np.float32),
+            np.asarray(targets, np.int64))
+
+
+class _Prepared:
+    """A decoded frame in the forms the synthesis needs (encoded, linear, grey at flow scale)."""
+
+    __slots__ = ("index", "u8", "coef", "grey")
+
+    def __init__(self, index: int, u8: np.ndarray, coef: np.ndarray, grey: np.ndarray):
+        self.index, self.u8, self.coef, self.grey = index, u8, coef, grey
+
+
+def _prepare(index: int, frame: np.ndarray, p: FlowBlurParams, crf: CRF) -> _Prepared:
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ParameterError(f"frame {index}: expected uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
+    lin = decode_u8(frame, crf)
+    if p.scale != 1.0:
+        h, w = frame.shape[:2]
+        size = (max(1, round(w * p.scale)), max(1, round(h * p.scale)))
+        lin = cv2.resize(lin, size, interpolation=cv2.INTER_AREA)  # in linear light
+        frame = encode_linear(lin, crf)
+    h, w = frame.shape[:2]
+    grey = to_grey(frame)
+    if p.flow_scale != 1.0:
+        grey = cv2.resize(grey, (max(8, round(w * p.flow_scale)), max(8, round(h * p.flow_scale))),
+                          interpolation=cv2.INTER_AREA)
+    # Shifted-linear coefficients: the warps sample them at near-cubic accuracy.
+    return _Prepared(index, frame, prefilter(lin), grey)
+
+
+def _consistency(fab: np.ndarray, fba: np.ndarray, gx: np.ndarray, gy: np.ndarray,
+                 sx: float, sy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward-backward error of a->b, in output pixels, and the sampling maps into b's grid.
+
+    Points whose flow leaves the frame get error 0 (nothing to check them against).
+    """
+    h, w = gx.shape
+    mx = gx + fab[..., 0] * sx
+    my = gy + fab[..., 1] * sy
+    back = cv2.remap(fba, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    err = np.sqrt(((fab + back) ** 2).sum(-1))
+    # A point that leaves the frame cannot be checked; no occlusion reasoning helps it either.
+    err[(mx < 0) | (mx > w - 1) | (my < 0) | (my > h - 1)] = 0.0
+    return err, mx, my
+
+
+def _visibility(err: np.ndarray, f: np.ndarray) -> np.ndarray:
+    # Soft test: a point is seen in the other frame if its round trip returns within
+    # 1 px + 5 % of its motion (flow error grows with motion).
+    thr = 1.0 + 0.05 * np.sqrt((f * f).sum(-1))
+    return (1.0 / (1.0 + (err / thr) ** 4)).astype(np.float32)
+
+
+def _second_order(f: np.ndarray, sx: float, sy: float) -> tuple[np.ndarray, np.ndarray]:
+    """``J F`` (J: Jacobian of the flow per output pixel) and the Jacobian's size ``|J|_1``."""
+    # Central differences on the flow grid, scaled to output pixels.
+    dux = cv2.Sobel(f[..., 0], cv2.CV_32F, 1, 0, ksize=1, scale=0.5) * sx
+    duy = cv2.Sobel(f[..., 0], cv2.CV_32F, 0, 1, ksize=1, scale=0.5) * sy
+    dvx = cv2.Sobel(f[..., 1], cv2.CV_32F, 1, 0, ksize=1, scale=0.5) * sx
+    dvy = cv2.Sobel(f[..., 1], cv2.CV_32F, 0, 1, ksize=1, scale=0.5) * sy
+    jf = np.dstack([dux * f[..., 0] + duy * f[..., 1], dvx * f[..., 0] + dvy * f[..., 1]])
+    return jf, np.abs(dux) + np.abs(duy) + np.abs(dvx) + np.abs(dvy)
+
+
+# Where the flow bends faster than this (output px per px) or a point is not seen in both
+# frames, the closed form is not trusted and the fixed point is iterated with occlusion weights.
+_HARD_JACOBIAN = 0.3
+_HARD_VISIBILITY = 0.5
+_FLAT_GRADIENT = 16.0  # mean |Sobel| of the grey frame (0-255), ~2 grey levels per pixel
+
+
+def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarray,
+                  sx: float, sy: float):
+    """Flows augmented for :func:`blursynth_ext.dispatch.warpsum`, the hard mask and statistics.
+
+    Flows are in output pixels on the flow grid (``sx``, ``sy``: grid size / output size).
+
+    Returns
+    -------
+    fab5, fba5 : numpy.ndarray
+        float32 (h, w, 5): (dx, dy, visibility in the other frame, J F).
+    hard : numpy.ndarray
+        uint8 (h, w): 1 within one motion length of a flow discontinuity or occlusion.
+    stats : dict
+        ``flow_max`` (99.9th percentile of the motion of points seen in both frames, px),
+        ``flow_mean``, ``occluded`` (fraction of points of a not seen in b) and ``cut_score``
+        (fraction of pixels whose flow-compensated grey difference exceeds 25 of 255).
+    """
+    h, w = ga.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    err_a, mx, my = _consistency(fab, fba, gx, gy, sx, sy)
+    err_b, _, _ = _consistency(fba, fab, gx, gy, sx, sy)
+    qa = _visibility(err_a, fab)
+    qb = _visibility(err_b, fba)
+    jfa, ja = _second_order(fab, sx, sy)
+    jfb, jb = _second_order(fba, sx, sy)
+    mag = np.sqrt(np.maximum((fab * fab).sum(-1), (fba * fba).sum(-1)))
+    seen = mag[(qa > 0.5) & (qb > 0.5)]
+    if seen.size < 0.05 * mag.size:  # almost nothing consistent (a cut): fall back to all
+        seen = mag.ravel()
+    # 99.9th percentile: one wild vector must not force max_subframes on every interval.
+    k = max(0, int(seen.size * 0.999) - 1)
+    flow_max = float(np.partition(seen, k)[k])
+    bad = ((ja > _HARD_JACOBIAN) | (jb > _HARD_JACOBIAN) | (qa < _HARD_VISIBILITY)
+           | (qb < _HARD_VISIBILITY))
+    # In flat regions flow is unreliable but every path gives the same colour: not hard.
+    grad = np.abs(cv2.Sobel(ga, cv2.CV_16S, 1, 0)) + np.abs(cv2.Sobel(ga, cv2.CV_16S, 0, 1))
+    textured = cv2.boxFilter(grad.astype(np.float32), -1, (5, 5)) > _FLAT_GRADIENT
+    bad = (bad & textured).astype(np.uint8)
+    # A pixel's path reaches one motion length away: grow the mask by that much.
+    r = int(np.ceil(flow_max * max(sx, sy))) + 1
+    hard = cv2.dilate(bad, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+    warped = cv2.remap(gb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    stats = {
+        "flow_max": flow_max,
+        "flow_mean": float(mag.mean()),
+        "occluded": float(np.mean(qa < 0.5)),
+        "hard": float(hard.mean()),
+        # A scene cut leaves most pixels unexplained by any flow.
+        "cut_score": float(np.mean(np.abs(warped.astype(np.int16) - ga.astype(np.int16)) > 25)),
+    }
+    return np.dstack([fab, qa, jfa]), np.dstack([fba, qb, jfb]), hard, stats
+
+
+def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None = None, *,
+                    subframes: int = 0, keep_flow: bool = False) -> Iterator[BlurFrame]:
+    """Synthesise blurry frames from a stream of sharp frames.
+
+    Parameters
+    ----------
+    frames : iterable of numpy.ndarray
+        uint8 (H, W, 3) RGB frames, encoded with ``params.crf``, in time order.
+    params : FlowBlurParams, optional
+        Synthesis parameters (defaults if None).
+    subframes : int
+        Also return this many evenly spaced sub-frames of each exposure.
+    keep_flow : bool
+        Return the flow from each centre frame to the next.
+
+    Yields
+    ------
+    BlurFrame
+        In output order. A window that spans a scene cut is yielded with ``blurry=None`` and
+        ``stats["scene_cut"] = True``.
+
+    Notes
+    -----
+    The exposure of output ``m`` is ``B(x) = 1/(t1 - t0) \\int_{t0}^{t1} L(x, t) dt`` in linear
+    light, evaluated with the midpoint rule over sub-frames ``L(x, i + s)`` rebuilt from frames i
+    and i + 1 (see :func:`blursynth_ext.warpsum.warpsum_reference`), then encoded with rounding.
+    Only two frames and the open exposures are held in memory.
+    """
+    p = params or FlowBlurParams()
+    crf = get_crf(p.crf)
+    backend = get_backend(p.flow, **({} if p.flow_preset is None else {"preset": p.flow_preset}))
+    h_exp = p.exposure * p.decimate / 2.0
+    c0 = int(math.ceil(h_exp - 1e-9))
+    nslot = 1 + subframes
+    ring_len = int(math.ceil(p.exposure)) + 2  # windows open at once, at most
+    ring = None  # (ring_len * nslot, H, W, 3) accumulators; window m uses slot m % ring_len
+
+    open_windows: list[tuple[Window, dict]] = []
+    sharp_buf: dict[int, np.ndarray] = {}
+    flow_buf: dict[int, np.ndarray] = {}
+    next_index = 0
+    prev: _Prepared | None = None
+    for i, frame in enumerate(frames):
+        cur = _prepare(i, np.asarray(frame), p, crf)
+        if prev is None:
+            ring = np.zeros((ring_len * nslot,) + cur.coef.shape, np.float32)
+        elif cur.coef.shape != prev.coef.shape:
+            raise ParameterError(f"frame {i}: expected size {prev.coef.shape[:2]}, got {cur.coef.shape[:2]}")
+        sharp_buf[i] = cur.u8
+        if prev is None:
+            prev = cur
+            continue
+        # Open the windows whose exposure starts before the end of this interval [i - 1, i].
+        while c0 + next_index * p.decimate - h_exp < i - 1e-9:
+            c = c0 + next_index * p.decimate
+            open_windows.append((Window(next_index, c, c - h_exp, c + h_exp),
+                                 {"subframes": 0, "flow_max": 0.0, "flow_mean": [],
+                                  "occluded": [], "hard": [], "scene_cut": False}))
+            next_index += 1
+        fab = backend(prev.grey, cur.grey)
+        fba = backend(cur.grey, prev.grey)
+        # Flow grid -> output pixels.
+        sx = prev.grey.shape[1] / prev.coef.shape[1]
+        sy = prev.grey.shape[0] / prev.coef.shape[0]
+        for f in (fab, fba):
+            f[..., 0] /= sx
+            f[..., 1] /= sy
+        if keep_flow:
+            flow_buf[i - 1] = fab
+        fab, fba, hard, fst = _analyse_pair(fab, fba, prev.grey, cur.grey, sx, sy)
+        n = subframes_per_interval(fst["flow_max"], p.max_step, p.min_subframes, p.max_subframes)
+        active = [(w, st) for w, st in open_windows if w.t0 < i and w.t1 > i - 1]
+        times, weights, targets = interval_samples(
+            [(w.index % ring_len, w) for w, _ in active], i - 1, n, subframes)
+        if len(times):
+            warpsum(prev.coef, cur.coef, fab, fba, times, weights, targets, ring, hard=hard,
+                    iters=p.iters, tau=p.tau, shift=TAU)
+        for w, st in active:
+            st["subframes"] += int(np.sum(targets == (w.index % ring_len) * nslot))
+            st["flow_max"] = max(st["flow_max"], fst["flow_max"])
+            st["flow_mean"].append(fst["flow_mean"])
+            st["occluded"].append(fst["occluded"])
+            st["hard"].append(fst["hard"])
+            st["scene_cut"] |= fst["cut_score"] > p.scene_cut
+        # Emit the windows that are complete.
+        while open_windows and open_windows[0][0].t1 <= i + 1e-9:
+            w, st = open_windows.pop(0)
+            slots = ring[(w.index % ring_len) * nslot:(w.index % ring_len + 1) * nslot]
+            yield _finish(w, slots, st, sharp_buf, flow_buf, crf, subframes)
+            slots[...] = 0.0
+        keep_from = min([w.centre for w, _ in open_windows] + [c0 + next_index * p.decimate])
+        for k in [k for k in sharp_buf if k < keep_from]:
+            del sharp_buf[k]
+            flow_buf.pop(k, None)
+        prev = cur
+
+
+def _finish(w: Window, acc: np.ndarray, st: dict, sharp_buf, flow_buf, crf: CRF,
+            subframes: int) -> BlurFrame:
+    stats = {
+        "subframes": st["subframes"],
+        "flow_max": round(st["flow_max"], 4),
+        "flow_mean": round(float(np.mean(st["flow_mean"])), 4) if st["flow_mean"] else 0.0,
+        "occluded": round(float(np.mean(st["occluded"])), 5) if st["occluded"] else 0.0,
+        "hard": round(float(np.mean(st["hard"])), 5) if st["hard"] else 0.0,
+        "scene_cut": st["scene_cut"],
+    }
+    blurry = None if st["scene_cut"] else encode_linear(acc[0], crf, 1.0 / (w.t1 - w.t0))
+    subs = None
+    if subframes and not st["scene_cut"]:
+        subs = np.stack([encode_linear(acc[1 + j], crf) for j in range(subframes)])
+    return BlurFrame(w, blurry, sharp_buf[w.centre], flow_buf.get(w.centre), subs, stats)
+
+
+def flowblur_array(frames: np.ndarray, params: FlowBlurParams | None = None, **kwargs):
+    """Convenience wrapper: (N, H, W, 3) uint8 in, ``(blurry, sharp, windows)`` arrays out.
+
+    Windows that span a scene cut are left out of the returned arrays.
+    """
+    out = [r for r in flowblur_frames(frames, params, **kwargs) if r.blurry is not None]
+    if not out:
+        return (np.zeros((0,) + frames.shape[1:], np.uint8),) * 2 + ([],)
+    return (np.stack([r.blurry for r in out]), np.stack([r.sharp for r in out]),
+            [r.window for r in out])

@@ -1,0 +1,1 @@
+"""Compute kernels for blursynth: NumPy references, numba CPU and numba CUDA, one dispatch."""

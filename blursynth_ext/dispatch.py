@@ -1,0 +1,101 @@
+"""One place that chooses between the NumPy, numba CPU and numba CUDA kernels.
+
+``device`` is ``"auto"`` (CUDA when numba sees a GPU, else CPU), ``"cpu"``, ``"cuda"`` or
+``"numpy"`` (the slow reference). The environment variable ``BLURSYNTH_DEVICE`` sets the default.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+__all__ = ["DEVICES", "cuda_available", "resolve_device", "warpsum", "encode_linear", "prefilter"]
+
+DEVICES = {
+    "auto": "CUDA when a GPU is visible to numba, else the CPU",
+    "cpu": "numba, parallel over the CPU cores",
+    "cuda": "numba.cuda on the GPU",
+    "numpy": "the NumPy reference (slow; for checking)",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_available() -> bool:
+    """True if numba can run CUDA kernels here (a GPU and driver, or the simulator)."""
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # no driver, broken toolkit: the CPU path works regardless
+        return False
+
+
+def resolve_device(device: str | None = None) -> str:
+    """Turn ``auto``/None into ``cuda`` or ``cpu``; reject unknown names."""
+    from blursynth.errors import FlowBackendError, ParameterError
+
+    device = device or os.environ.get("BLURSYNTH_DEVICE", "auto")
+    if device not in DEVICES:
+        raise ParameterError(f"device: expected one of {sorted(DEVICES)}, got {device!r}")
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device == "cuda" and not cuda_available():
+        raise FlowBackendError("device 'cuda': numba finds no CUDA GPU here; use --device cpu")
+    return device
+
+
+def warpsum(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, iters: int = 2,
+            tau: float = 0.5, shift: float = 0.0, device: str | None = None) -> np.ndarray:
+    """Accumulate flow-warped sub-frames; see :func:`blursynth_ext.warpsum.warpsum_reference`."""
+    dev = resolve_device(device)
+    if dev == "cuda":
+        from .warpsum_cuda import warpsum_cuda as fn
+    elif dev == "cpu":
+        from .warpsum import warpsum_cpu as fn
+    else:
+        from .warpsum import warpsum_reference as fn
+    return fn(ia, ib, fab, fba, times, weights, targets, acc, hard=hard, iters=iters, tau=tau,
+              shift=shift)
+
+
+@functools.lru_cache(maxsize=16)
+def _tables(crf):
+    from .encode import threshold_table
+
+    thr = np.ascontiguousarray(crf.thresholds(), np.float32)
+    return thr, threshold_table(thr)
+
+
+def encode_linear(lin: np.ndarray, crf, scale: float = 1.0, *, device: str | None = None) -> np.ndarray:
+    """Encode linear float values ``scale * lin`` to uint8 with ``crf``, rounding exactly.
+
+    Parameters
+    ----------
+    lin : numpy.ndarray
+        float32 linear values (any shape); clipped to [0, 1] after scaling.
+    crf : blursynth.crf.CRF
+        Camera response.
+    scale : float
+        Multiplier applied first (1 / the accumulated weight).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 codes of the same shape.
+    """
+    from .encode import encode_cpu, encode_reference
+
+    thr, table = _tables(crf)
+    if resolve_device(device) == "numpy":
+        return encode_reference(lin, thr, scale)
+    return encode_cpu(lin, thr, table, scale)
+
+
+def prefilter(img: np.ndarray, *, device: str | None = None) -> np.ndarray:
+    """Shifted-linear interpolation coefficients of a float32 image (:mod:`blursynth_ext.interp`)."""
+    from .interp import prefilter_cpu, prefilter_reference
+
+    if resolve_device(device) == "numpy":
+        return prefilter_reference(img)
+    return prefilter_cpu(img)

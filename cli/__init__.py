@@ -1,0 +1,1 @@
+"""The blursynth command line (installed as the package ``blursynth_cli``)."""
