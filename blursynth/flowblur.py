@@ -432,9 +432,13 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
         active = [(w, st) for w, st in open_windows if w.t0 < i and w.t1 > i - 1]
         times, weights, targets = interval_samples(
             [(w.index % ring_len, w) for w, _ in active], i - 1, n, subframes)
-        if len(times):
-            warpsum(prev.coef, cur.coef, fab, fba, times, weights, targets, ring, hard=hard,
-                    iters=p.iters, tau=p.tau, shift=TAU)
+        # Sub-frames in a call of their own: the iterated path warm-starts from the previous
+        # sample, so mixing them in would change the exposures by a hair.
+        is_sub = targets % nslot != 0
+        for sel in (~is_sub, is_sub):
+            if sel.any():
+                warpsum(prev.coef, cur.coef, fab, fba, times[sel], weights[sel], targets[sel],
+                        ring, hard=hard, iters=p.iters, tau=p.tau, shift=TAU)
         for w, st in active:
             st["subframes"] += int(np.sum(targets == (w.index % ring_len) * nslot))
             st["flow_max"] = max(st["flow_max"], fst["flow_max"])

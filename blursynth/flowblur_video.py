@@ -269,12 +269,13 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
             bar.update(1)
         bar.close()
         if n_out == 0:
-            n_in = reader.frames_read
-            need = int(np.ceil(p.exposure * p.decimate)) + 1
-            raise VideoError(src, f"expected at least {need} frames for an exposure of "
-                                  f"{p.exposure} x {p.decimate} frames, got {n_in}"
-                             if n_skipped == 0 else
-                             f"every one of {n_skipped} exposures spans a scene cut")
+            if n_skipped:
+                raise VideoError(src, f"every one of {n_skipped} exposures spans a scene cut")
+            h = p.exposure * p.decimate / 2
+            need = int(np.ceil(np.ceil(h - 1e-9) + h - 1e-9)) + 1
+            raise VideoError(src, f"expected at least {need} frames for one exposure of "
+                                  f"{p.exposure * p.decimate:g} frame intervals, got "
+                                  f"{reader.frames_read}")
         ok = True
     finally:
         reader.close()

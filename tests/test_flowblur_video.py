@@ -1,0 +1,135 @@
+"""The flowblur driver: real mp4 files in and out, manifests, resume, bad input."""
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+
+import blursynth.flowblur_video as fv
+from blursynth.errors import InputFileError, VideoError
+from blursynth.flow import read_flo
+from blursynth.flowblur import FlowBlurParams, flowblur_array
+from blursynth.manifest import read_manifest
+from blursynth.scenes import make_scene
+from blursynth.video import probe, read_video, write_video
+
+
+@pytest.fixture(scope="module")
+def clip_frames():
+    return make_scene("occlusion", (64, 96), 3.0).frames(7)
+
+
+@pytest.fixture
+def clip(tmp_path, clip_frames):
+    path = tmp_path / "clip.mp4"
+    write_video(path, clip_frames, 24)
+    return path
+
+
+def test_outputs_match_the_in_memory_core_and_are_lossless(clip, clip_frames, tmp_path):
+    out = tmp_path / "out"
+    rec = fv.flowblur_video(clip, out, flow_files="flo", frames=True, subframes=2)
+    paths = fv.output_paths(clip, out)
+    blurry, info = read_video(paths["blurry"])
+    sharp, _ = read_video(paths["sharp"])
+    want_b, want_s, wins = flowblur_array(clip_frames)
+    assert np.array_equal(blurry, want_b) and np.array_equal(sharp, want_s)
+    assert info.fps == pytest.approx(24)
+    assert probe(paths["flow_video"]).n_frames == len(wins) == rec["frames_out"] == 5
+    assert len(list(paths["blurry_dir"].glob("*.png"))) == 5
+    assert len(list(paths["subframes_dir"].glob("*.png"))) == 10
+    f = read_flo(paths["flow_dir"] / "000000.flo")
+    assert f.shape == (64, 96, 2) and np.isfinite(f).all()
+    recs = read_manifest(paths["manifest"])
+    frames = [r for r in recs if r["item"].startswith("clip/")]
+    assert [r["centre_frame"] for r in frames] == [1, 2, 3, 4, 5]
+    assert all(r["crf"] == "srgb" and r["exposure"] == 1.0 and r["subframes"] >= 1 for r in frames)
+    assert recs[-1]["item"] == "clip" and recs[-1]["status"] == "ok"  # the video record is last
+
+
+def test_start_end_stride_pick_input_frames(clip, tmp_path):
+    rec = fv.flowblur_video(clip, tmp_path / "o", start=1, end=6, stride=2)
+    # Inputs 1, 3, 5 -> one exposure centred on input 3.
+    assert rec["frames_out"] == 1
+    frames = [r for r in read_manifest(tmp_path / "o" / "flowblur.jsonl") if "/" in r["item"]]
+    assert frames[0]["centre_frame"] == 3 and frames[0]["window"] == [2.0, 4.0]
+
+
+def test_resume_skips_finished_video_and_reruns_on_change(clip, tmp_path):
+    out = tmp_path / "out"
+    first = fv.flowblur_video(clip, out)
+    blurry = fv.output_paths(clip, out)["blurry"]
+    mtime = blurry.stat().st_mtime_ns
+    again = fv.flowblur_video(clip, out)
+    assert again["resumed"] and blurry.stat().st_mtime_ns == mtime
+    changed = fv.flowblur_video(clip, out, FlowBlurParams(exposure=0.5))
+    assert not changed["resumed"] and blurry.stat().st_mtime_ns != mtime
+    # A damaged output invalidates the record.
+    blurry.write_bytes(b"broken")
+    redo = fv.flowblur_video(clip, out, FlowBlurParams(exposure=0.5))
+    assert not redo["resumed"] and first["frames_out"] == redo["frames_out"]
+
+
+def test_interrupted_run_leaves_nothing_under_final_names(clip, tmp_path, monkeypatch):
+    real = fv.flowblur_frames
+
+    def dies_midway(*a, **k):
+        for i, r in enumerate(real(*a, **k)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield r
+
+    monkeypatch.setattr(fv, "flowblur_frames", dies_midway)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        fv.flowblur_video(clip, out)
+    assert sorted(os.listdir(out)) == []  # no video, no temp file, no manifest record
+    monkeypatch.setattr(fv, "flowblur_frames", real)
+    assert fv.flowblur_video(clip, out)["frames_out"] == 5
+
+
+def test_bad_inputs_are_named_and_the_batch_goes_on(clip, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 50)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    one = tmp_path / "one.mp4"
+    write_video(one, make_scene("translation", (32, 48), 1.0).frames(1), 24)
+    missing = tmp_path / "missing.mp4"
+    out = tmp_path / "out"
+    done, failed = fv.flowblur_videos([text, clip, empty, one, missing], out)
+    assert [d["item"] for d in done] == ["clip"]
+    errors = {os.path.basename(f["input"]): f["error"] for f in failed}
+    assert set(errors) == {"notes.mp4", "empty.mp4", "one.mp4", "missing.mp4"}
+    for name, msg in errors.items():
+        assert name in msg
+    assert "expected at least 3 frames" in errors["one.mp4"] and "got 1" in errors["one.mp4"]
+    recs = read_manifest(out / "flowblur.jsonl")
+    assert {r["item"] for r in recs if r["status"] == "failed"} == {"notes", "empty", "one", "missing"}
+    with pytest.raises(InputFileError):
+        fv.flowblur_video(missing, out)
+    with pytest.raises(VideoError):
+        fv.flowblur_video(text, out)
+
+
+def test_truncated_input_uses_the_frames_that_decode(tmp_path, caplog):
+    frames = make_scene("translation", (48, 64), 2.0).frames(30)
+    path = tmp_path / "cut.mp4"
+    write_video(path, frames, 24)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="blursynth"):
+        rec = fv.flowblur_video(path, tmp_path / "o")
+    assert rec["truncated"] and 2 < rec["frames_read"] < 30
+    assert rec["frames_out"] == rec["frames_read"] - 2
+    assert any("cut.mp4" in m and "truncated" in m.lower() for m in caplog.messages)
+
+
+def test_manifest_records_are_json_lines_with_provenance(clip, tmp_path):
+    fv.flowblur_video(clip, tmp_path, FlowBlurParams(crf="gamma:2.2", exposure=0.8))
+    lines = (tmp_path / "flowblur.jsonl").read_text().splitlines()
+    video = json.loads(lines[-1])
+    assert video["params"]["crf"] == "gamma:2.2" and video["params"]["exposure"] == 0.8
+    assert video["input"]["sha256"] and video["input"]["size"] == clip.stat().st_size
+    assert "numpy" in video["versions"] and "opencv" in video["versions"]
