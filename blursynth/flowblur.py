@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from blursynth_ext.dispatch import encode_linear, prefilter, warpsum
+from blursynth_ext.dispatch import analyse_pair, encode_linear, prefilter, warpsum
 from blursynth_ext.interp import TAU
 
 from .crf import CRF, decode_u8, get_crf
@@ -249,53 +249,19 @@ class _Prepared:
 def _prepare(index: int, frame: np.ndarray, p: FlowBlurParams, crf: CRF) -> _Prepared:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ParameterError(f"frame {index}: expected uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
-    lin = decode_u8(frame, crf)
     if p.scale != 1.0:
         h, w = frame.shape[:2]
         size = (max(1, round(w * p.scale)), max(1, round(h * p.scale)))
-        lin = cv2.resize(lin, size, interpolation=cv2.INTER_AREA)  # in linear light
+        lin = cv2.resize(decode_u8(frame, crf), size, interpolation=cv2.INTER_AREA)  # linear light
         frame = encode_linear(lin, crf)
     h, w = frame.shape[:2]
     grey = to_grey(frame)
     if p.flow_scale != 1.0:
         grey = cv2.resize(grey, (max(8, round(w * p.flow_scale)), max(8, round(h * p.flow_scale))),
                           interpolation=cv2.INTER_AREA)
-    # Shifted-linear coefficients: the warps sample them at near-cubic accuracy.
-    return _Prepared(index, frame, prefilter(lin), grey)
-
-
-def _consistency(fab: np.ndarray, fba: np.ndarray, gx: np.ndarray, gy: np.ndarray,
-                 sx: float, sy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Forward-backward error of a->b, in output pixels, and the sampling maps into b's grid.
-
-    Points whose flow leaves the frame get error 0 (nothing to check them against).
-    """
-    h, w = gx.shape
-    mx = gx + fab[..., 0] * sx
-    my = gy + fab[..., 1] * sy
-    back = cv2.remap(fba, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    err = np.sqrt(((fab + back) ** 2).sum(-1))
-    # A point that leaves the frame cannot be checked; no occlusion reasoning helps it either.
-    err[(mx < 0) | (mx > w - 1) | (my < 0) | (my > h - 1)] = 0.0
-    return err, mx, my
-
-
-def _visibility(err: np.ndarray, f: np.ndarray) -> np.ndarray:
-    # Soft test: a point is seen in the other frame if its round trip returns within
-    # 1 px + 5 % of its motion (flow error grows with motion).
-    thr = 1.0 + 0.05 * np.sqrt((f * f).sum(-1))
-    return (1.0 / (1.0 + (err / thr) ** 4)).astype(np.float32)
-
-
-def _second_order(f: np.ndarray, sx: float, sy: float) -> tuple[np.ndarray, np.ndarray]:
-    """``J F`` (J: Jacobian of the flow per output pixel) and the Jacobian's size ``|J|_1``."""
-    # Central differences on the flow grid, scaled to output pixels.
-    dux = cv2.Sobel(f[..., 0], cv2.CV_32F, 1, 0, ksize=1, scale=0.5) * sx
-    duy = cv2.Sobel(f[..., 0], cv2.CV_32F, 0, 1, ksize=1, scale=0.5) * sy
-    dvx = cv2.Sobel(f[..., 1], cv2.CV_32F, 1, 0, ksize=1, scale=0.5) * sx
-    dvy = cv2.Sobel(f[..., 1], cv2.CV_32F, 0, 1, ksize=1, scale=0.5) * sy
-    jf = np.dstack([dux * f[..., 0] + duy * f[..., 1], dvx * f[..., 0] + dvy * f[..., 1]])
-    return jf, np.abs(dux) + np.abs(duy) + np.abs(dvx) + np.abs(dvy)
+    # Linearise and take shifted-linear coefficients in one pass: the warps sample them at
+    # near-cubic accuracy.
+    return _Prepared(index, frame, prefilter(frame, lut=crf.decode_lut()), grey)
 
 
 # Where the flow bends faster than this (output px per px) or a point is not seen in both
@@ -309,7 +275,8 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
                   sx: float, sy: float):
     """Flows augmented for :func:`blursynth_ext.dispatch.warpsum`, the hard mask and statistics.
 
-    Flows are in output pixels on the flow grid (``sx``, ``sy``: grid size / output size).
+    Flows are in output pixels on the flow grid (``sx``, ``sy``: grid size / output size);
+    :mod:`blursynth_ext.flowcheck` gives the per-pixel definitions.
 
     Returns
     -------
@@ -319,43 +286,33 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
         uint8 (h, w): 1 within one motion length of a flow discontinuity or occlusion.
     stats : dict
         ``flow_max`` (99.9th percentile of the motion of points seen in both frames, px),
-        ``flow_mean``, ``occluded`` (fraction of points of a not seen in b) and ``cut_score``
-        (fraction of pixels whose flow-compensated grey difference exceeds 25 of 255).
+        ``flow_mean``, ``occluded`` (fraction of points not seen in both frames), ``hard``
+        (fraction of the hard mask) and ``cut_score`` (fraction of pixels whose
+        flow-compensated grey difference exceeds 25 of 255).
     """
-    h, w = ga.shape
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    err_a, mx, my = _consistency(fab, fba, gx, gy, sx, sy)
-    err_b, _, _ = _consistency(fba, fab, gx, gy, sx, sy)
-    qa = _visibility(err_a, fab)
-    qb = _visibility(err_b, fba)
-    jfa, ja = _second_order(fab, sx, sy)
-    jfb, jb = _second_order(fba, sx, sy)
-    mag = np.sqrt(np.maximum((fab * fab).sum(-1), (fba * fba).sum(-1)))
-    seen = mag[(qa > 0.5) & (qb > 0.5)]
-    if seen.size < 0.05 * mag.size:  # almost nothing consistent (a cut): fall back to all
-        seen = mag.ravel()
+    # In flat regions flow is unreliable but every path gives the same colour: never hard.
+    grad = cv2.add(cv2.convertScaleAbs(cv2.Sobel(ga, cv2.CV_16S, 1, 0), alpha=0.5),
+                   cv2.convertScaleAbs(cv2.Sobel(ga, cv2.CV_16S, 0, 1), alpha=0.5))
+    textured = cv2.blur(grad, (5, 5)) > _FLAT_GRADIENT / 2
+    fab5, fba5, bad, mag, cuts = analyse_pair(fab, fba, ga, gb, textured, sx, sy,
+                                              _HARD_JACOBIAN, _HARD_VISIBILITY)
+    seen = mag[mag >= 0]
+    if seen.size < 0.05 * mag.size:  # almost nothing consistent (a cut): use every vector
+        seen = np.sqrt(np.maximum((fab ** 2).sum(-1), (fba ** 2).sum(-1))).ravel()
     # 99.9th percentile: one wild vector must not force max_subframes on every interval.
     k = max(0, int(seen.size * 0.999) - 1)
     flow_max = float(np.partition(seen, k)[k])
-    bad = ((ja > _HARD_JACOBIAN) | (jb > _HARD_JACOBIAN) | (qa < _HARD_VISIBILITY)
-           | (qb < _HARD_VISIBILITY))
-    # In flat regions flow is unreliable but every path gives the same colour: not hard.
-    grad = np.abs(cv2.Sobel(ga, cv2.CV_16S, 1, 0)) + np.abs(cv2.Sobel(ga, cv2.CV_16S, 0, 1))
-    textured = cv2.boxFilter(grad.astype(np.float32), -1, (5, 5)) > _FLAT_GRADIENT
-    bad = (bad & textured).astype(np.uint8)
     # A pixel's path reaches one motion length away: grow the mask by that much.
     r = int(np.ceil(flow_max * max(sx, sy))) + 1
     hard = cv2.dilate(bad, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
-    warped = cv2.remap(gb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     stats = {
         "flow_max": flow_max,
-        "flow_mean": float(mag.mean()),
-        "occluded": float(np.mean(qa < 0.5)),
+        "flow_mean": float(seen.mean()) if seen.size else 0.0,
+        "occluded": float(np.mean(mag < 0)),
         "hard": float(hard.mean()),
-        # A scene cut leaves most pixels unexplained by any flow.
-        "cut_score": float(np.mean(np.abs(warped.astype(np.int16) - ga.astype(np.int16)) > 25)),
+        "cut_score": cuts / ga.size,
     }
-    return np.dstack([fab, qa, jfa]), np.dstack([fba, qb, jfb]), hard, stats
+    return fab5, fba5, hard, stats
 
 
 def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None = None, *,

@@ -10,7 +10,10 @@ import os
 
 import numpy as np
 
-__all__ = ["DEVICES", "cuda_available", "resolve_device", "warpsum", "encode_linear", "prefilter"]
+__all__ = [
+    "DEVICES", "cuda_available", "resolve_device", "warpsum", "encode_linear", "prefilter",
+    "analyse_pair",
+]
 
 DEVICES = {
     "auto": "CUDA when a GPU is visible to numba, else the CPU",
@@ -92,10 +95,24 @@ def encode_linear(lin: np.ndarray, crf, scale: float = 1.0, *, device: str | Non
     return encode_cpu(lin, thr, table, scale)
 
 
-def prefilter(img: np.ndarray, *, device: str | None = None) -> np.ndarray:
-    """Shifted-linear interpolation coefficients of a float32 image (:mod:`blursynth_ext.interp`)."""
+def prefilter(img: np.ndarray, *, lut: np.ndarray | None = None,
+              device: str | None = None) -> np.ndarray:
+    """Shifted-linear interpolation coefficients (:mod:`blursynth_ext.interp`).
+
+    ``img`` is float32, or uint8 codes linearised through ``lut`` in the same pass.
+    """
     from .interp import prefilter_cpu, prefilter_reference
 
     if resolve_device(device) == "numpy":
-        return prefilter_reference(img)
-    return prefilter_cpu(img)
+        return prefilter_reference(img if lut is None else lut[img])
+    return prefilter_cpu(img, lut=lut)
+
+
+def analyse_pair(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, *,
+                 device: str | None = None):
+    """Consistency, visibility, second-order terms and hard test of a flow pair
+    (:func:`blursynth_ext.flowcheck.analyse_reference`). Runs on the CPU (a small grid)."""
+    from .flowcheck import analyse_cpu, analyse_reference
+
+    fn = analyse_reference if resolve_device(device) == "numpy" else analyse_cpu
+    return fn(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min)

@@ -64,36 +64,70 @@ def _get_cpu():
         import numba
 
         @numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
-        def kernel(img, out, tau):
+        def rows_u8(img, lut, out, tau):
+            # Along x, one causal recursion per row and channel, linearising through lut.
             h, w, ch = img.shape
             g = np.float32(1.0) / (np.float32(1.0) - tau)
-            for y in numba.prange(h):  # rows: causal recursion along x
+            for y in numba.prange(h):
+                for c in range(ch):
+                    prev = lut[img[y, 0, c]]
+                    for x in range(w):
+                        prev = (lut[img[y, x, c]] - tau * prev) * g
+                        out[y, x, c] = prev
+
+        @numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
+        def rows_f32(img, out, tau):
+            h, w, ch = img.shape
+            g = np.float32(1.0) / (np.float32(1.0) - tau)
+            for y in numba.prange(h):
                 for c in range(ch):
                     prev = img[y, 0, c]
                     for x in range(w):
                         prev = (img[y, x, c] - tau * prev) * g
                         out[y, x, c] = prev
-            for xb in numba.prange((w + 63) // 64):  # columns, 64 at a time for locality
-                x0 = xb * 64
-                x1 = min(x0 + 64, w)
-                prev = out[0, x0:x1, :].copy()
-                for y in range(h):
-                    for x in range(x0, x1):
-                        for c in range(ch):
-                            v = (out[y, x, c] - tau * prev[x - x0, c]) * g
-                            prev[x - x0, c] = v
-                            out[y, x, c] = v
 
-        _cpu = kernel
+        @numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
+        def cols(flat, tau):
+            # Along y each row depends on the one above: run down the image, a band of columns
+            # per thread; the inner loop is contiguous and vectorises.
+            h, n = flat.shape
+            g = np.float32(1.0) / (np.float32(1.0) - tau)
+            band = 1024
+            for b in numba.prange((n + band - 1) // band):
+                lo = b * band
+                hi = min(lo + band, n)
+                for y in range(1, h):
+                    for i in range(lo, hi):
+                        flat[y, i] = (flat[y, i] - tau * flat[y - 1, i]) * g
+
+        _cpu = (rows_u8, rows_f32, cols)
     return _cpu
 
 
-def prefilter_cpu(img: np.ndarray, tau: float = TAU) -> np.ndarray:
-    """numba version of :func:`prefilter_reference` for float32 (H, W, C) images."""
-    img = np.ascontiguousarray(img, dtype=np.float32)
+def prefilter_cpu(img: np.ndarray, tau: float = TAU, *, lut: np.ndarray | None = None) -> np.ndarray:
+    """numba version of :func:`prefilter_reference` for (H, W) or (H, W, C) images.
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        float32 values, or uint8 codes when ``lut`` is given.
+    lut : numpy.ndarray, optional
+        float32 (256,) table applied to uint8 ``img`` first (linearisation fused in the pass).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 coefficients, same shape as ``img``.
+    """
+    rows_u8, rows_f32, cols = _get_cpu()
+    img = np.ascontiguousarray(img, dtype=np.float32 if lut is None else np.uint8)
     squeeze = img.ndim == 2
     if squeeze:
         img = img[..., None]
-    out = np.empty_like(img)
-    _get_cpu()(img, out, np.float32(tau))
+    out = np.empty(img.shape, np.float32)
+    if lut is None:
+        rows_f32(img, out, np.float32(tau))
+    else:
+        rows_u8(img, np.ascontiguousarray(lut, dtype=np.float32), out, np.float32(tau))
+    cols(out.reshape(img.shape[0], -1), np.float32(tau))
     return out[..., 0] if squeeze else out

@@ -184,7 +184,7 @@ def make_pixel_core(jit):
             acc[j, y, x, 1] += c * (wa * ag + wb * bg)
             acc[j, y, x, 2] += c * (wa * ab_ + wb * bb)
 
-    return pixel
+    return pixel, flow_at, curv_at, image_at
 
 
 _cpu_kernel = None
@@ -194,18 +194,62 @@ def _get_cpu_kernel():
     global _cpu_kernel
     if _cpu_kernel is None:
         import numba
+        from numba import float32 as f4, int32 as i4
 
-        pixel = make_pixel_core(numba.njit(fastmath=True, inline="always"))
+        pixel, flow_at, curv_at, image_at = make_pixel_core(numba.njit(fastmath=True,
+                                                                       inline="always"))
 
         @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
         def kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters, inv_tau2,
                    shift):
             h = ia.shape[0]
             w = ia.shape[1]
+            n = times.shape[0]
             for y in numba.prange(h):
+                # Row by row, sample by sample: the per-pixel smooth-path terms are computed once
+                # per row and the inner loop streams along the row (cache friendly).
+                ua = np.empty(w, np.float32)
+                va = np.empty(w, np.float32)
+                ca = np.empty(w, np.float32)
+                da = np.empty(w, np.float32)
+                ub = np.empty(w, np.float32)
+                vb = np.empty(w, np.float32)
+                cb = np.empty(w, np.float32)
+                db = np.empty(w, np.float32)
+                is_hard = np.empty(w, np.uint8)
+                yf = f4(y)
+                gy = min(max(i4((yf + f4(0.5)) * sy), 0), hard.shape[0] - 1)
+                any_hard = False
                 for x in range(w):
-                    pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x,
-                          iters, inv_tau2, shift)
+                    xf = f4(x)
+                    gx = min(max(i4((xf + f4(0.5)) * sx), 0), hard.shape[1] - 1)
+                    is_hard[x] = hard[gy, gx]
+                    any_hard |= is_hard[x] != 0
+                    ua[x], va[x], _ = flow_at(fab, xf, yf, sx, sy)
+                    ub[x], vb[x], _ = flow_at(fba, xf, yf, sx, sy)
+                    ca[x], da[x] = curv_at(fab, xf, yf, sx, sy)
+                    cb[x], db[x] = curv_at(fba, xf, yf, sx, sy)
+                for k in range(n):
+                    s = times[k]
+                    wk = weights[k]
+                    row = acc[targets[k], y]
+                    if s < f4(0.5):
+                        im, u, v, c, d, m = ia, ua, va, ca, da, s
+                    else:
+                        im, u, v, c, d, m = ib, ub, vb, cb, db, f4(1.0) - s
+                    for x in range(w):
+                        if is_hard[x]:
+                            continue
+                        r, g, b = image_at(im, f4(x) - m * u[x] + m * m * c[x] - shift,
+                                           yf - m * v[x] + m * m * d[x] - shift)
+                        row[x, 0] += wk * r
+                        row[x, 1] += wk * g
+                        row[x, 2] += wk * b
+                if any_hard:
+                    for x in range(w):
+                        if is_hard[x]:
+                            pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc,
+                                  y, x, iters, inv_tau2, shift)
 
         _cpu_kernel = kernel
     return _cpu_kernel

@@ -18,7 +18,7 @@ _kernel = None
 def _get_kernel():
     global _kernel
     if _kernel is None:
-        pixel = make_pixel_core(cuda.jit(device=True))
+        pixel = make_pixel_core(cuda.jit(device=True))[0]
 
         @cuda.jit
         def kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters, inv_tau2,

@@ -39,8 +39,11 @@ def test_prefilter_keeps_constants_and_interpolates_samples():
 
 
 def test_prefilter_cpu_matches_reference():
-    img = np.random.default_rng(1).random((23, 31, 3)).astype(np.float32)
+    img = np.random.default_rng(1).random((23, 1031, 3)).astype(np.float32)  # > one column band
     assert np.abs(prefilter_cpu(img) - prefilter_reference(img)).max() < 1e-5
+    codes = np.random.default_rng(2).integers(0, 256, (17, 29, 3), dtype=np.uint8)
+    lut = get_crf("srgb").decode_lut()
+    assert np.abs(prefilter_cpu(codes, lut=lut) - prefilter_reference(lut[codes])).max() < 1e-5
 
 
 def test_shifted_linear_beats_bilinear_on_a_smooth_signal():
@@ -188,3 +191,34 @@ def test_cuda_kernel_matches_reference_in_simulator():
     assert out.returncode == 0, out.stderr[-2000:]
     diff, mag = map(float, out.stdout.split())
     assert diff < 1e-5 and mag > 0.1
+
+
+# -- flow-pair analysis ---------------------------------------------------------------------------
+
+def test_flow_pair_analysis_cpu_matches_reference_and_known_answers():
+    from blursynth_ext.flowcheck import analyse_cpu, analyse_reference
+
+    h, w = 40, 60
+    rng = np.random.default_rng(6)
+    ga = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    gb = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    # Smooth rotation-like flow a->b and its exact inverse, plus a block whose return is wrong.
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    fab = np.dstack([0.05 * (yy - 20), -0.05 * (xx - 30)]).astype(np.float32) + 2.0
+    fba = -fab.copy()
+    fba[10:20, 10:20] += 6.0
+    textured = np.ones((h, w), np.uint8)
+    ref = analyse_reference(fab, fba, ga, gb, textured, 1.0, 1.0, 0.3, 0.5)
+    cpu = analyse_cpu(fab, fba, ga, gb, textured, 1.0, 1.0, 0.3, 0.5)
+    for r, c in zip(ref[:4], cpu[:4]):
+        assert np.abs(r.astype(np.float64) - c).max() < 1e-4
+    assert abs(ref[4] - cpu[4]) <= 0.001 * h * w  # float32 vs float64 at the threshold
+    fa5 = ref[0]
+    # J F of the linear field: J = [[0, .05], [-.05, 0]] -> J F = (.05 v, -.05 u), exactly.
+    inner = (slice(2, -2), slice(2, -2))
+    assert np.allclose(fa5[inner][..., 3], 0.05 * fab[inner][..., 1], atol=1e-5)
+    assert np.allclose(fa5[inner][..., 4], -0.05 * fab[inner][..., 0], atol=1e-5)
+    # Visibility: ~1 where the round trip closes (up to the flow's own slope), ~0 where it is 6 px off.
+    assert fa5[30:35, 40:45, 2].min() > 0.9
+    assert ref[1][12:18, 12:18, 2].max() < 0.01
+    assert ref[2][12:18, 12:18].all() and not ref[2][30:35, 40:45].any()
