@@ -7,6 +7,7 @@ it exact, so encoding costs a lookup instead of a power function per value.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 __all__ = ["encode_reference", "encode_cpu", "threshold_table"]
@@ -41,31 +42,21 @@ def encode_reference(lin: np.ndarray, thresholds: np.ndarray, scale: float = 1.0
     return np.searchsorted(thresholds, v, side="right").astype(np.uint8)
 
 
-_cpu = None
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _encode_kernel(flat, out, thr, table, scale):
+    top = np.float32(table.shape[0] - 1)
+    for i in numba.prange(flat.shape[0]):
+        v = flat[i] * scale
+        v = min(max(v, np.float32(0.0)), np.float32(1.0))
+        c = int(table[int(v * top)])
+        # The table entry is exact at the grid point below v; v may have crossed the next
+        # threshold (never more than one here: the grid is far finer than the codes).
+        while c < 255 and v >= thr[c]:
+            c += 1
+        while c > 0 and v < thr[c - 1]:
+            c -= 1
+        out[i] = c
 
-
-def _get_cpu():
-    global _cpu
-    if _cpu is None:
-        import numba
-
-        @numba.njit(parallel=True, nogil=True, cache=True)
-        def kernel(flat, out, thr, table, scale):
-            top = np.float32(table.shape[0] - 1)
-            for i in numba.prange(flat.shape[0]):
-                v = flat[i] * scale
-                v = min(max(v, np.float32(0.0)), np.float32(1.0))
-                c = int(table[int(v * top)])
-                # The table entry is exact at the grid point below v; v may have crossed the next
-                # threshold (never more than one here: the grid is far finer than the codes).
-                while c < 255 and v >= thr[c]:
-                    c += 1
-                while c > 0 and v < thr[c - 1]:
-                    c -= 1
-                out[i] = c
-
-        _cpu = kernel
-    return _cpu
 
 
 def encode_cpu(lin: np.ndarray, thresholds: np.ndarray, table: np.ndarray,
@@ -73,5 +64,5 @@ def encode_cpu(lin: np.ndarray, thresholds: np.ndarray, table: np.ndarray,
     """numba version of :func:`encode_reference`; ``table`` is :func:`threshold_table` of it."""
     flat = np.ascontiguousarray(lin, dtype=np.float32).reshape(-1)
     out = np.empty(flat.shape, np.uint8)
-    _get_cpu()(flat, out, np.ascontiguousarray(thresholds, np.float32), table, np.float32(scale))
+    _encode_kernel(flat, out, np.ascontiguousarray(thresholds, np.float32), table, np.float32(scale))
     return out.reshape(np.shape(lin))

@@ -7,14 +7,16 @@ For flows ``F_ab``, ``F_ba`` (in output pixels, on a grid ``sx``, ``sy`` times t
   ``q_a = 1 / (1 + (e_a / (1 + 0.05 |F_ab|))^4)``: is the point seen in the other frame?
 - the second-order term ``J F`` (J the Jacobian of the flow per output pixel, central
   differences with reflected borders) and ``|J|_1``;
-- the "hard" test: ``|J|_1 > jac_max`` or ``q < vis_min`` on either side, in textured regions;
+- the "hard" test: ``|J|_1 > jac_max`` or ``q < vis_min`` on either _side, in textured regions;
 - the scene-cut test: ``|b(x + F_ab(x)) - a(x)| > 25`` grey levels.
 
 :func:`analyse_reference` is the NumPy reference, :func:`analyse_cpu` the numba version.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
+from numba import float32 as f4, int32 as i4
 
 __all__ = ["analyse_reference", "analyse_cpu"]
 
@@ -68,7 +70,7 @@ def analyse_reference(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min):
     bad : numpy.ndarray
         uint8 (h, w): 1 where the hard test fires.
     mag : numpy.ndarray
-        float32 (h, w): ``max(|F_ab|, |F_ba|)``, or -1 where either side is not seen (q < 0.5).
+        float32 (h, w): ``max(|F_ab|, |F_ba|)``, or -1 where either _side is not seen (q < 0.5).
     cut : int
         Pixels whose flow-compensated grey difference exceeds 25.
     """
@@ -98,77 +100,66 @@ def analyse_reference(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min):
     return out[0], out[1], bad.astype(np.uint8), mag, cut
 
 
-_cpu = None
+@numba.njit(fastmath=True, inline="always")
+def _bil(img, x, y, c):
+    h, w = img.shape[0], img.shape[1]
+    x = min(max(x, f4(0.0)), f4(w - 1))
+    y = min(max(y, f4(0.0)), f4(h - 1))
+    x0, y0 = i4(x), i4(y)
+    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+    ax, ay = x - f4(x0), y - f4(y0)
+    return ((f4(1) - ay) * ((f4(1) - ax) * img[y0, x0, c] + ax * img[y0, x1, c])
+            + ay * ((f4(1) - ax) * img[y1, x0, c] + ax * img[y1, x1, c]))
 
+@numba.njit(fastmath=True, inline="always")
+def _side(f, g, out, x, y, sx, sy):
+    h, w = f.shape[0], f.shape[1]
+    u, v = f[y, x, 0], f[y, x, 1]
+    mx, my = f4(x) + u * sx, f4(y) + v * sy
+    if mx < 0 or mx > w - 1 or my < 0 or my > h - 1:
+        err = f4(0.0)
+    else:
+        eu = u + _bil(g, mx, my, 0)
+        ev = v + _bil(g, mx, my, 1)
+        err = np.sqrt(eu * eu + ev * ev)
+    r = err / (f4(1.0) + f4(0.05) * np.sqrt(u * u + v * v))
+    r2 = r * r
+    q = f4(1.0) / (f4(1.0) + r2 * r2)
+    xl, xr = (x + 1 if x == 0 else x - 1), (x - 1 if x == w - 1 else x + 1)
+    yu, yd = (y + 1 if y == 0 else y - 1), (y - 1 if y == h - 1 else y + 1)
+    dux = f4(0.5) * (f[y, xr, 0] - f[y, xl, 0]) * sx
+    duy = f4(0.5) * (f[yd, x, 0] - f[yu, x, 0]) * sy
+    dvx = f4(0.5) * (f[y, xr, 1] - f[y, xl, 1]) * sx
+    dvy = f4(0.5) * (f[yd, x, 1] - f[yu, x, 1]) * sy
+    out[y, x, 0], out[y, x, 1], out[y, x, 2] = u, v, q
+    out[y, x, 3] = dux * u + duy * v
+    out[y, x, 4] = dvx * u + dvy * v
+    return q, abs(dux) + abs(duy) + abs(dvx) + abs(dvy), u * u + v * v
 
-def _get_cpu():
-    global _cpu
-    if _cpu is None:
-        import numba
-        from numba import float32 as f4, int32 as i4
-
-        @numba.njit(fastmath=True, inline="always")
-        def bil(img, x, y, c):
-            h, w = img.shape[0], img.shape[1]
-            x = min(max(x, f4(0.0)), f4(w - 1))
-            y = min(max(y, f4(0.0)), f4(h - 1))
-            x0, y0 = i4(x), i4(y)
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+def _analyse_kernel(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, oa, ob, bad, mag, cuts):
+    h, w = ga.shape
+    for y in numba.prange(h):
+        c = 0
+        for x in range(w):
+            qa, ja, ma = _side(fab, fba, oa, x, y, sx, sy)
+            qb, jb, mb = _side(fba, fab, ob, x, y, sx, sy)
+            bad[y, x] = 1 if (textured[y, x] != 0 and (ja > jac_max or jb > jac_max
+                                                        or qa < vis_min or qb < vis_min)) else 0
+            mag[y, x] = np.sqrt(max(ma, mb)) if (qa > f4(0.5) and qb > f4(0.5)) else f4(-1.0)
+            # Flow-compensated grey difference, for the scene-cut test.
+            mx, my = f4(x) + fab[y, x, 0] * sx, f4(y) + fab[y, x, 1] * sy
+            mx = min(max(mx, f4(0.0)), f4(w - 1))
+            my = min(max(my, f4(0.0)), f4(h - 1))
+            x0, y0 = i4(mx), i4(my)
             x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
-            ax, ay = x - f4(x0), y - f4(y0)
-            return ((f4(1) - ay) * ((f4(1) - ax) * img[y0, x0, c] + ax * img[y0, x1, c])
-                    + ay * ((f4(1) - ax) * img[y1, x0, c] + ax * img[y1, x1, c]))
+            ax, ay = mx - f4(x0), my - f4(y0)
+            gv = ((f4(1) - ay) * ((f4(1) - ax) * f4(gb[y0, x0]) + ax * f4(gb[y0, x1]))
+                  + ay * ((f4(1) - ax) * f4(gb[y1, x0]) + ax * f4(gb[y1, x1])))
+            if abs(gv - f4(ga[y, x])) > f4(25.0):
+                c += 1
+        cuts[y] = c
 
-        @numba.njit(fastmath=True, inline="always")
-        def side(f, g, out, x, y, sx, sy):
-            h, w = f.shape[0], f.shape[1]
-            u, v = f[y, x, 0], f[y, x, 1]
-            mx, my = f4(x) + u * sx, f4(y) + v * sy
-            if mx < 0 or mx > w - 1 or my < 0 or my > h - 1:
-                err = f4(0.0)
-            else:
-                eu = u + bil(g, mx, my, 0)
-                ev = v + bil(g, mx, my, 1)
-                err = np.sqrt(eu * eu + ev * ev)
-            r = err / (f4(1.0) + f4(0.05) * np.sqrt(u * u + v * v))
-            r2 = r * r
-            q = f4(1.0) / (f4(1.0) + r2 * r2)
-            xl, xr = (x + 1 if x == 0 else x - 1), (x - 1 if x == w - 1 else x + 1)
-            yu, yd = (y + 1 if y == 0 else y - 1), (y - 1 if y == h - 1 else y + 1)
-            dux = f4(0.5) * (f[y, xr, 0] - f[y, xl, 0]) * sx
-            duy = f4(0.5) * (f[yd, x, 0] - f[yu, x, 0]) * sy
-            dvx = f4(0.5) * (f[y, xr, 1] - f[y, xl, 1]) * sx
-            dvy = f4(0.5) * (f[yd, x, 1] - f[yu, x, 1]) * sy
-            out[y, x, 0], out[y, x, 1], out[y, x, 2] = u, v, q
-            out[y, x, 3] = dux * u + duy * v
-            out[y, x, 4] = dvx * u + dvy * v
-            return q, abs(dux) + abs(duy) + abs(dvx) + abs(dvy), u * u + v * v
-
-        @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-        def kernel(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, oa, ob, bad, mag, cuts):
-            h, w = ga.shape
-            for y in numba.prange(h):
-                c = 0
-                for x in range(w):
-                    qa, ja, ma = side(fab, fba, oa, x, y, sx, sy)
-                    qb, jb, mb = side(fba, fab, ob, x, y, sx, sy)
-                    bad[y, x] = 1 if (textured[y, x] != 0 and (ja > jac_max or jb > jac_max
-                                                                or qa < vis_min or qb < vis_min)) else 0
-                    mag[y, x] = np.sqrt(max(ma, mb)) if (qa > f4(0.5) and qb > f4(0.5)) else f4(-1.0)
-                    # Flow-compensated grey difference, for the scene-cut test.
-                    mx, my = f4(x) + fab[y, x, 0] * sx, f4(y) + fab[y, x, 1] * sy
-                    mx = min(max(mx, f4(0.0)), f4(w - 1))
-                    my = min(max(my, f4(0.0)), f4(h - 1))
-                    x0, y0 = i4(mx), i4(my)
-                    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
-                    ax, ay = mx - f4(x0), my - f4(y0)
-                    gv = ((f4(1) - ay) * ((f4(1) - ax) * f4(gb[y0, x0]) + ax * f4(gb[y0, x1]))
-                          + ay * ((f4(1) - ax) * f4(gb[y1, x0]) + ax * f4(gb[y1, x1])))
-                    if abs(gv - f4(ga[y, x])) > f4(25.0):
-                        c += 1
-                cuts[y] = c
-
-        _cpu = kernel
-    return _cpu
 
 
 def analyse_cpu(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min):
@@ -181,7 +172,7 @@ def analyse_cpu(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min):
     bad = np.empty((h, w), np.uint8)
     mag = np.empty((h, w), np.float32)
     cuts = np.empty(h, np.int64)
-    _get_cpu()(fab, fba, np.ascontiguousarray(ga), np.ascontiguousarray(gb),
+    _analyse_kernel(fab, fba, np.ascontiguousarray(ga), np.ascontiguousarray(gb),
                np.ascontiguousarray(textured, np.uint8), np.float32(sx), np.float32(sy),
                np.float32(jac_max), np.float32(vis_min), oa, ob, bad, mag, cuts)
     return oa, ob, bad, mag, int(cuts.sum())

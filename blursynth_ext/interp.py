@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 __all__ = ["TAU", "prefilter_reference", "prefilter_cpu", "sample_reference"]
@@ -55,53 +56,43 @@ def sample_reference(coef: np.ndarray, x, y, tau: float = TAU) -> np.ndarray:
             + b * ((1 - a) * coef[y1, x0] + a * coef[y1, x1]))
 
 
-_cpu = None
+@numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
+def _rows_u8(img, lut, out, tau):
+    # Along x, one causal recursion per row and channel, linearising through lut.
+    h, w, ch = img.shape
+    g = np.float32(1.0) / (np.float32(1.0) - tau)
+    for y in numba.prange(h):
+        for c in range(ch):
+            prev = lut[img[y, 0, c]]
+            for x in range(w):
+                prev = (lut[img[y, x, c]] - tau * prev) * g
+                out[y, x, c] = prev
 
+@numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
+def _rows_f32(img, out, tau):
+    h, w, ch = img.shape
+    g = np.float32(1.0) / (np.float32(1.0) - tau)
+    for y in numba.prange(h):
+        for c in range(ch):
+            prev = img[y, 0, c]
+            for x in range(w):
+                prev = (img[y, x, c] - tau * prev) * g
+                out[y, x, c] = prev
 
-def _get_cpu():
-    global _cpu
-    if _cpu is None:
-        import numba
+@numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
+def _cols(flat, tau):
+    # Along y each row depends on the one above: run down the image, a band of columns
+    # per thread; the inner loop is contiguous and vectorises.
+    h, n = flat.shape
+    g = np.float32(1.0) / (np.float32(1.0) - tau)
+    band = 1024
+    for b in numba.prange((n + band - 1) // band):
+        lo = b * band
+        hi = min(lo + band, n)
+        for y in range(1, h):
+            for i in range(lo, hi):
+                flat[y, i] = (flat[y, i] - tau * flat[y - 1, i]) * g
 
-        @numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
-        def rows_u8(img, lut, out, tau):
-            # Along x, one causal recursion per row and channel, linearising through lut.
-            h, w, ch = img.shape
-            g = np.float32(1.0) / (np.float32(1.0) - tau)
-            for y in numba.prange(h):
-                for c in range(ch):
-                    prev = lut[img[y, 0, c]]
-                    for x in range(w):
-                        prev = (lut[img[y, x, c]] - tau * prev) * g
-                        out[y, x, c] = prev
-
-        @numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
-        def rows_f32(img, out, tau):
-            h, w, ch = img.shape
-            g = np.float32(1.0) / (np.float32(1.0) - tau)
-            for y in numba.prange(h):
-                for c in range(ch):
-                    prev = img[y, 0, c]
-                    for x in range(w):
-                        prev = (img[y, x, c] - tau * prev) * g
-                        out[y, x, c] = prev
-
-        @numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
-        def cols(flat, tau):
-            # Along y each row depends on the one above: run down the image, a band of columns
-            # per thread; the inner loop is contiguous and vectorises.
-            h, n = flat.shape
-            g = np.float32(1.0) / (np.float32(1.0) - tau)
-            band = 1024
-            for b in numba.prange((n + band - 1) // band):
-                lo = b * band
-                hi = min(lo + band, n)
-                for y in range(1, h):
-                    for i in range(lo, hi):
-                        flat[y, i] = (flat[y, i] - tau * flat[y - 1, i]) * g
-
-        _cpu = (rows_u8, rows_f32, cols)
-    return _cpu
 
 
 def prefilter_cpu(img: np.ndarray, tau: float = TAU, *, lut: np.ndarray | None = None) -> np.ndarray:
@@ -119,15 +110,14 @@ def prefilter_cpu(img: np.ndarray, tau: float = TAU, *, lut: np.ndarray | None =
     numpy.ndarray
         float32 coefficients, same shape as ``img``.
     """
-    rows_u8, rows_f32, cols = _get_cpu()
     img = np.ascontiguousarray(img, dtype=np.float32 if lut is None else np.uint8)
     squeeze = img.ndim == 2
     if squeeze:
         img = img[..., None]
     out = np.empty(img.shape, np.float32)
     if lut is None:
-        rows_f32(img, out, np.float32(tau))
+        _rows_f32(img, out, np.float32(tau))
     else:
-        rows_u8(img, np.ascontiguousarray(lut, dtype=np.float32), out, np.float32(tau))
-    cols(out.reshape(img.shape[0], -1), np.float32(tau))
+        _rows_u8(img, np.ascontiguousarray(lut, dtype=np.float32), out, np.float32(tau))
+    _cols(out.reshape(img.shape[0], -1), np.float32(tau))
     return out[..., 0] if squeeze else out

@@ -29,230 +29,226 @@ Implementations: :func:`warpsum_reference` (NumPy, for tests), a numba CPU kerne
 """
 from __future__ import annotations
 
-import numpy as np
+import types
 
-__all__ = ["warpsum_reference", "warpsum_cpu", "make_pixel_core", "EPS"]
+import numba
+import numpy as np
+from numba import float32 as f4, int32 as i4, prange
+
+__all__ = ["warpsum_reference", "warpsum_cpu", "device_pixel", "EPS"]
 
 EPS = 0.02  # relative weight of a candidate that only its own frame sees
+EPS32 = np.float32(EPS)
 
 
-def make_pixel_core(jit):
-    """Compile the per-pixel functions with ``jit`` (``numba.njit`` or ``cuda.jit(device=True)``).
+# The per-pixel functions are plain Python, compiled twice: for the CPU below (module-level
+# dispatchers, so numba's on-disk cache works) and as CUDA device functions in warpsum_cuda.
+def _flow_at(f, x, y, sx, sy):
+    # Bilinear sample of a (h, w, 3) flow (dx, dy, visibility) at full-resolution position
+    # (x, y); pixel centres map as (x + 0.5) * sx - 0.5. Clamped at the borders.
+    h = f.shape[0]
+    w = f.shape[1]
+    gx = min(max((x + f4(0.5)) * sx - f4(0.5), f4(0.0)), f4(w - 1))
+    gy = min(max((y + f4(0.5)) * sy - f4(0.5), f4(0.0)), f4(h - 1))
+    x0 = i4(gx)
+    y0 = i4(gy)
+    x1 = min(x0 + 1, w - 1)
+    y1 = min(y0 + 1, h - 1)
+    ax = gx - f4(x0)
+    ay = gy - f4(y0)
+    bx = f4(1.0) - ax
+    by = f4(1.0) - ay
+    u = by * (bx * f[y0, x0, 0] + ax * f[y0, x1, 0]) + ay * (bx * f[y1, x0, 0] + ax * f[y1, x1, 0])
+    v = by * (bx * f[y0, x0, 1] + ax * f[y0, x1, 1]) + ay * (bx * f[y1, x0, 1] + ax * f[y1, x1, 1])
+    q = by * (bx * f[y0, x0, 2] + ax * f[y0, x1, 2]) + ay * (bx * f[y1, x0, 2] + ax * f[y1, x1, 2])
+    return u, v, q
 
-    All arithmetic is float32: it halves the CPU time against float64 and matches the GPU.
-    """
-    from numba import float32 as f4, int32 as i4
+def _curv_at(f, x, y, sx, sy):
+    # Channels 3-4 of the flow: the second-order term J F (J the flow's Jacobian).
+    h = f.shape[0]
+    w = f.shape[1]
+    gx = min(max((x + f4(0.5)) * sx - f4(0.5), f4(0.0)), f4(w - 1))
+    gy = min(max((y + f4(0.5)) * sy - f4(0.5), f4(0.0)), f4(h - 1))
+    x0 = i4(gx)
+    y0 = i4(gy)
+    x1 = min(x0 + 1, w - 1)
+    y1 = min(y0 + 1, h - 1)
+    ax = gx - f4(x0)
+    ay = gy - f4(y0)
+    bx = f4(1.0) - ax
+    by = f4(1.0) - ay
+    cu = by * (bx * f[y0, x0, 3] + ax * f[y0, x1, 3]) + ay * (bx * f[y1, x0, 3] + ax * f[y1, x1, 3])
+    cv = by * (bx * f[y0, x0, 4] + ax * f[y0, x1, 4]) + ay * (bx * f[y1, x0, 4] + ax * f[y1, x1, 4])
+    return cu, cv
 
-    @jit
-    def flow_at(f, x, y, sx, sy):
-        # Bilinear sample of a (h, w, 3) flow (dx, dy, visibility) at full-resolution position
-        # (x, y); pixel centres map as (x + 0.5) * sx - 0.5. Clamped at the borders.
-        h = f.shape[0]
-        w = f.shape[1]
-        gx = min(max((x + f4(0.5)) * sx - f4(0.5), f4(0.0)), f4(w - 1))
-        gy = min(max((y + f4(0.5)) * sy - f4(0.5), f4(0.0)), f4(h - 1))
-        x0 = i4(gx)
-        y0 = i4(gy)
-        x1 = min(x0 + 1, w - 1)
-        y1 = min(y0 + 1, h - 1)
-        ax = gx - f4(x0)
-        ay = gy - f4(y0)
-        bx = f4(1.0) - ax
-        by = f4(1.0) - ay
-        u = by * (bx * f[y0, x0, 0] + ax * f[y0, x1, 0]) + ay * (bx * f[y1, x0, 0] + ax * f[y1, x1, 0])
-        v = by * (bx * f[y0, x0, 1] + ax * f[y0, x1, 1]) + ay * (bx * f[y1, x0, 1] + ax * f[y1, x1, 1])
-        q = by * (bx * f[y0, x0, 2] + ax * f[y0, x1, 2]) + ay * (bx * f[y1, x0, 2] + ax * f[y1, x1, 2])
-        return u, v, q
+def _image_at(im, x, y):
+    # Bilinear sample of a (H, W, 3) image, clamped at the borders.
+    h = im.shape[0]
+    w = im.shape[1]
+    x = min(max(x, f4(0.0)), f4(w - 1))
+    y = min(max(y, f4(0.0)), f4(h - 1))
+    x0 = i4(x)
+    y0 = i4(y)
+    x1 = min(x0 + 1, w - 1)
+    y1 = min(y0 + 1, h - 1)
+    ax = x - f4(x0)
+    ay = y - f4(y0)
+    w00 = (f4(1.0) - ax) * (f4(1.0) - ay)
+    w01 = ax * (f4(1.0) - ay)
+    w10 = (f4(1.0) - ax) * ay
+    w11 = ax * ay
+    r = w00 * im[y0, x0, 0] + w01 * im[y0, x1, 0] + w10 * im[y1, x0, 0] + w11 * im[y1, x1, 0]
+    g = w00 * im[y0, x0, 1] + w01 * im[y0, x1, 1] + w10 * im[y1, x0, 1] + w11 * im[y1, x1, 1]
+    b = w00 * im[y0, x0, 2] + w01 * im[y0, x1, 2] + w10 * im[y1, x0, 2] + w11 * im[y1, x1, 2]
+    return r, g, b
 
-    @jit
-    def curv_at(f, x, y, sx, sy):
-        # Channels 3-4 of the flow: the second-order term J F (J the flow's Jacobian).
-        h = f.shape[0]
-        w = f.shape[1]
-        gx = min(max((x + f4(0.5)) * sx - f4(0.5), f4(0.0)), f4(w - 1))
-        gy = min(max((y + f4(0.5)) * sy - f4(0.5), f4(0.0)), f4(h - 1))
-        x0 = i4(gx)
-        y0 = i4(gy)
-        x1 = min(x0 + 1, w - 1)
-        y1 = min(y0 + 1, h - 1)
-        ax = gx - f4(x0)
-        ay = gy - f4(y0)
-        bx = f4(1.0) - ax
-        by = f4(1.0) - ay
-        cu = by * (bx * f[y0, x0, 3] + ax * f[y0, x1, 3]) + ay * (bx * f[y1, x0, 3] + ax * f[y1, x1, 3])
-        cv = by * (bx * f[y0, x0, 4] + ax * f[y0, x1, 4]) + ay * (bx * f[y1, x0, 4] + ax * f[y1, x1, 4])
-        return cu, cv
 
-    @jit
-    def image_at(im, x, y):
-        # Bilinear sample of a (H, W, 3) image, clamped at the borders.
-        h = im.shape[0]
-        w = im.shape[1]
-        x = min(max(x, f4(0.0)), f4(w - 1))
-        y = min(max(y, f4(0.0)), f4(h - 1))
-        x0 = i4(x)
-        y0 = i4(y)
-        x1 = min(x0 + 1, w - 1)
-        y1 = min(y0 + 1, h - 1)
-        ax = x - f4(x0)
-        ay = y - f4(y0)
-        w00 = (f4(1.0) - ax) * (f4(1.0) - ay)
-        w01 = ax * (f4(1.0) - ay)
-        w10 = (f4(1.0) - ax) * ay
-        w11 = ax * ay
-        r = w00 * im[y0, x0, 0] + w01 * im[y0, x1, 0] + w10 * im[y1, x0, 0] + w11 * im[y1, x1, 0]
-        g = w00 * im[y0, x0, 1] + w01 * im[y0, x1, 1] + w10 * im[y1, x0, 1] + w11 * im[y1, x1, 1]
-        b = w00 * im[y0, x0, 2] + w01 * im[y0, x1, 2] + w10 * im[y1, x0, 2] + w11 * im[y1, x1, 2]
-        return r, g, b
-
-    eps = f4(EPS)
-
-    @jit
-    def pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, iters,
-              inv_tau2, shift):
-        xf = f4(x)
-        yf = f4(y)
-        ua, va, qa = flow_at(fab, xf, yf, sx, sy)
-        ub, vb, qb = flow_at(fba, xf, yf, sx, sy)
-        gx = min(max(i4((xf + f4(0.5)) * sx), 0), hard.shape[1] - 1)
-        gy = min(max(i4((yf + f4(0.5)) * sy), 0), hard.shape[0] - 1)
-        if hard[gy, gx] == 0:
-            # Smooth flow seen by both frames: the fixed point to second order,
-            # z = x - s F + s^2 J F, and a plain cross-fade.
-            ca, da = curv_at(fab, xf, yf, sx, sy)
-            cb, db = curv_at(fba, xf, yf, sx, sy)
-            for k in range(times.shape[0]):
-                s = times[k]
-                t = f4(1.0) - s
-                # Each sub-frame from the nearer frame: half the work and half the warp.
-                if s < f4(0.5):
-                    r, g, b = image_at(ia, xf - s * ua + s * s * ca - shift,
-                                       yf - s * va + s * s * da - shift)
-                else:
-                    r, g, b = image_at(ib, xf - t * ub + t * t * cb - shift,
-                                       yf - t * vb + t * t * db - shift)
-                c = weights[k]
-                j = targets[k]
-                acc[j, y, x, 0] += c * r
-                acc[j, y, x, 1] += c * g
-                acc[j, y, x, 2] += c * b
-            return
-        # Near motion boundaries and occlusions: iterate, starting each sample from the
-        # previous solution (s = 0, resp. 1, has the solution x itself).
+def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, iters,
+          inv_tau2, shift):
+    xf = f4(x)
+    yf = f4(y)
+    ua, va, qa = flow_at(fab, xf, yf, sx, sy)
+    ub, vb, qb = flow_at(fba, xf, yf, sx, sy)
+    gx = min(max(i4((xf + f4(0.5)) * sx), 0), hard.shape[1] - 1)
+    gy = min(max(i4((yf + f4(0.5)) * sy), 0), hard.shape[0] - 1)
+    if hard[gy, gx] == 0:
+        # Smooth flow seen by both frames: the fixed point to second order,
+        # z = x - s F + s^2 J F, and a plain cross-fade.
+        ca, da = curv_at(fab, xf, yf, sx, sy)
+        cb, db = curv_at(fba, xf, yf, sx, sy)
         for k in range(times.shape[0]):
             s = times[k]
             t = f4(1.0) - s
-            # Frame a: z = x - s F_ab(z).
-            za_x = xf - s * ua
-            za_y = yf - s * va
-            ra = f4(0.0)
-            for _ in range(iters):
-                ua, va, qa = flow_at(fab, za_x, za_y, sx, sy)
-                nx = xf - s * ua
-                ny = yf - s * va
-                ra = (nx - za_x) * (nx - za_x) + (ny - za_y) * (ny - za_y)
-                za_x = nx
-                za_y = ny
-            # Frame b: y = x - (1 - s) F_ba(y).
-            zb_x = xf - t * ub
-            zb_y = yf - t * vb
-            rb = f4(0.0)
-            for _ in range(iters):
-                ub, vb, qb = flow_at(fba, zb_x, zb_y, sx, sy)
-                nx = xf - t * ub
-                ny = yf - t * vb
-                rb = (nx - zb_x) * (nx - zb_x) + (ny - zb_y) * (ny - zb_y)
-                zb_x = nx
-                zb_y = ny
-            # A candidate seen in both frames (q ~ 1) is in front of one that only its own frame
-            # sees (q ~ 0, being covered or revealed): the latter counts only when the other
-            # side has no consistent path (large residual, g ~ 0).
-            ra = ra * ra * inv_tau2 * inv_tau2
-            rb = rb * rb * inv_tau2 * inv_tau2
-            wa = t * (eps + (f4(1.0) - eps) * qa) / (f4(1.0) + ra)
-            wb = s * (eps + (f4(1.0) - eps) * qb) / (f4(1.0) + rb)
-            ws = wa + wb
-            if ws < f4(1e-6):
-                wa = t
-                wb = s
-                ws = f4(1.0)
-            ar, ag, ab_ = image_at(ia, za_x - shift, za_y - shift)
-            br, bg, bb = image_at(ib, zb_x - shift, zb_y - shift)
-            c = weights[k] / ws
+            # Each sub-frame from the nearer frame: half the work and half the warp.
+            if s < f4(0.5):
+                r, g, b = image_at(ia, xf - s * ua + s * s * ca - shift,
+                                   yf - s * va + s * s * da - shift)
+            else:
+                r, g, b = image_at(ib, xf - t * ub + t * t * cb - shift,
+                                   yf - t * vb + t * t * db - shift)
+            c = weights[k]
             j = targets[k]
-            acc[j, y, x, 0] += c * (wa * ar + wb * br)
-            acc[j, y, x, 1] += c * (wa * ag + wb * bg)
-            acc[j, y, x, 2] += c * (wa * ab_ + wb * bb)
+            acc[j, y, x, 0] += c * r
+            acc[j, y, x, 1] += c * g
+            acc[j, y, x, 2] += c * b
+        return
+    # Near motion boundaries and occlusions: iterate, starting each sample from the
+    # previous solution (s = 0, resp. 1, has the solution x itself).
+    for k in range(times.shape[0]):
+        s = times[k]
+        t = f4(1.0) - s
+        # Frame a: z = x - s F_ab(z).
+        za_x = xf - s * ua
+        za_y = yf - s * va
+        ra = f4(0.0)
+        for _ in range(iters):
+            ua, va, qa = flow_at(fab, za_x, za_y, sx, sy)
+            nx = xf - s * ua
+            ny = yf - s * va
+            ra = (nx - za_x) * (nx - za_x) + (ny - za_y) * (ny - za_y)
+            za_x = nx
+            za_y = ny
+        # Frame b: y = x - (1 - s) F_ba(y).
+        zb_x = xf - t * ub
+        zb_y = yf - t * vb
+        rb = f4(0.0)
+        for _ in range(iters):
+            ub, vb, qb = flow_at(fba, zb_x, zb_y, sx, sy)
+            nx = xf - t * ub
+            ny = yf - t * vb
+            rb = (nx - zb_x) * (nx - zb_x) + (ny - zb_y) * (ny - zb_y)
+            zb_x = nx
+            zb_y = ny
+        # A candidate seen in both frames (q ~ 1) is in front of one that only its own frame
+        # sees (q ~ 0, being covered or revealed): the latter counts only when the other
+        # side has no consistent path (large residual, g ~ 0).
+        ra = ra * ra * inv_tau2 * inv_tau2
+        rb = rb * rb * inv_tau2 * inv_tau2
+        wa = t * (EPS32 + (f4(1.0) - EPS32) * qa) / (f4(1.0) + ra)
+        wb = s * (EPS32 + (f4(1.0) - EPS32) * qb) / (f4(1.0) + rb)
+        ws = wa + wb
+        if ws < f4(1e-6):
+            wa = t
+            wb = s
+            ws = f4(1.0)
+        ar, ag, ab_ = image_at(ia, za_x - shift, za_y - shift)
+        br, bg, bb = image_at(ib, zb_x - shift, zb_y - shift)
+        c = weights[k] / ws
+        j = targets[k]
+        acc[j, y, x, 0] += c * (wa * ar + wb * br)
+        acc[j, y, x, 1] += c * (wa * ag + wb * bg)
+        acc[j, y, x, 2] += c * (wa * ab_ + wb * bb)
 
-    return pixel, flow_at, curv_at, image_at
+
+_inline = numba.njit(fastmath=True, inline="always", cache=True)
+flow_at = _inline(_flow_at)
+curv_at = _inline(_curv_at)
+image_at = _inline(_image_at)
+pixel = _inline(_pixel)
 
 
-_cpu_kernel = None
+def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters, inv_tau2,
+           shift):
+    h = ia.shape[0]
+    w = ia.shape[1]
+    n = times.shape[0]
+    for y in prange(h):
+        # Row by row, sample by sample: the per-pixel smooth-path terms are computed once
+        # per row and the inner loop streams along the row (cache friendly).
+        ua = np.empty(w, np.float32)
+        va = np.empty(w, np.float32)
+        ca = np.empty(w, np.float32)
+        da = np.empty(w, np.float32)
+        ub = np.empty(w, np.float32)
+        vb = np.empty(w, np.float32)
+        cb = np.empty(w, np.float32)
+        db = np.empty(w, np.float32)
+        is_hard = np.empty(w, np.uint8)
+        yf = f4(y)
+        gy = min(max(i4((yf + f4(0.5)) * sy), 0), hard.shape[0] - 1)
+        any_hard = False
+        for x in range(w):
+            xf = f4(x)
+            gx = min(max(i4((xf + f4(0.5)) * sx), 0), hard.shape[1] - 1)
+            is_hard[x] = hard[gy, gx]
+            any_hard |= is_hard[x] != 0
+            ua[x], va[x], _ = flow_at(fab, xf, yf, sx, sy)
+            ub[x], vb[x], _ = flow_at(fba, xf, yf, sx, sy)
+            ca[x], da[x] = curv_at(fab, xf, yf, sx, sy)
+            cb[x], db[x] = curv_at(fba, xf, yf, sx, sy)
+        for k in range(n):
+            s = times[k]
+            wk = weights[k]
+            row = acc[targets[k], y]
+            if s < f4(0.5):
+                im, u, v, c, d, m = ia, ua, va, ca, da, s
+            else:
+                im, u, v, c, d, m = ib, ub, vb, cb, db, f4(1.0) - s
+            for x in range(w):
+                if is_hard[x]:
+                    continue
+                r, g, b = image_at(im, f4(x) - m * u[x] + m * m * c[x] - shift,
+                                   yf - m * v[x] + m * m * d[x] - shift)
+                row[x, 0] += wk * r
+                row[x, 1] += wk * g
+                row[x, 2] += wk * b
+        if any_hard:
+            for x in range(w):
+                if is_hard[x]:
+                    pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc,
+                          y, x, iters, inv_tau2, shift)
 
 
-def _get_cpu_kernel():
-    global _cpu_kernel
-    if _cpu_kernel is None:
-        import numba
-        from numba import float32 as f4, int32 as i4
+_cpu_kernel = numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)(_kernel)
 
-        pixel, flow_at, curv_at, image_at = make_pixel_core(numba.njit(fastmath=True,
-                                                                       inline="always"))
 
-        @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-        def kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters, inv_tau2,
-                   shift):
-            h = ia.shape[0]
-            w = ia.shape[1]
-            n = times.shape[0]
-            for y in numba.prange(h):
-                # Row by row, sample by sample: the per-pixel smooth-path terms are computed once
-                # per row and the inner loop streams along the row (cache friendly).
-                ua = np.empty(w, np.float32)
-                va = np.empty(w, np.float32)
-                ca = np.empty(w, np.float32)
-                da = np.empty(w, np.float32)
-                ub = np.empty(w, np.float32)
-                vb = np.empty(w, np.float32)
-                cb = np.empty(w, np.float32)
-                db = np.empty(w, np.float32)
-                is_hard = np.empty(w, np.uint8)
-                yf = f4(y)
-                gy = min(max(i4((yf + f4(0.5)) * sy), 0), hard.shape[0] - 1)
-                any_hard = False
-                for x in range(w):
-                    xf = f4(x)
-                    gx = min(max(i4((xf + f4(0.5)) * sx), 0), hard.shape[1] - 1)
-                    is_hard[x] = hard[gy, gx]
-                    any_hard |= is_hard[x] != 0
-                    ua[x], va[x], _ = flow_at(fab, xf, yf, sx, sy)
-                    ub[x], vb[x], _ = flow_at(fba, xf, yf, sx, sy)
-                    ca[x], da[x] = curv_at(fab, xf, yf, sx, sy)
-                    cb[x], db[x] = curv_at(fba, xf, yf, sx, sy)
-                for k in range(n):
-                    s = times[k]
-                    wk = weights[k]
-                    row = acc[targets[k], y]
-                    if s < f4(0.5):
-                        im, u, v, c, d, m = ia, ua, va, ca, da, s
-                    else:
-                        im, u, v, c, d, m = ib, ub, vb, cb, db, f4(1.0) - s
-                    for x in range(w):
-                        if is_hard[x]:
-                            continue
-                        r, g, b = image_at(im, f4(x) - m * u[x] + m * m * c[x] - shift,
-                                           yf - m * v[x] + m * m * d[x] - shift)
-                        row[x, 0] += wk * r
-                        row[x, 1] += wk * g
-                        row[x, 2] += wk * b
-                if any_hard:
-                    for x in range(w):
-                        if is_hard[x]:
-                            pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc,
-                                  y, x, iters, inv_tau2, shift)
-
-        _cpu_kernel = kernel
-    return _cpu_kernel
+def device_pixel(jit_device):
+    """The per-pixel function compiled with ``jit_device`` (``cuda.jit(device=True)``)."""
+    g = dict(globals())
+    for name, fn in (("flow_at", _flow_at), ("curv_at", _curv_at), ("image_at", _image_at),
+                     ("pixel", _pixel)):
+        g[name] = jit_device(types.FunctionType(fn.__code__, g, name))
+    return g["pixel"]
 
 
 def _check(ia, ib, fab, fba, times, weights, targets, acc, hard):
@@ -299,7 +295,7 @@ def warpsum_cpu(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, it
                                                                targets, hard)
     sx = fab.shape[1] / ia.shape[1]
     sy = fab.shape[0] / ia.shape[0]
-    _get_cpu_kernel()(ia, ib, fab, fba, hard, np.float32(sx), np.float32(sy), times, weights,
+    _cpu_kernel(ia, ib, fab, fba, hard, np.float32(sx), np.float32(sy), times, weights,
                       targets, acc, iters, np.float32(1.0 / (tau * tau)), np.float32(shift))
     return acc
 

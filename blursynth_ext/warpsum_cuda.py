@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda  # a module global: the simulator replaces it inside kernels
 
-from .warpsum import _check, _prepare, make_pixel_core
+from .warpsum import _check, _prepare, device_pixel
 
 __all__ = ["warpsum_cuda"]
 
@@ -18,7 +18,7 @@ _kernel = None
 def _get_kernel():
     global _kernel
     if _kernel is None:
-        pixel = make_pixel_core(cuda.jit(device=True))[0]
+        pixel = device_pixel(cuda.jit(device=True))
 
         @cuda.jit
         def kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters, inv_tau2,

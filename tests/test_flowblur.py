@@ -5,7 +5,7 @@ import pytest
 
 from blursynth.crf import decode_u8, encode_u8, get_crf
 from blursynth.errors import ParameterError
-from blursynth.flowblur import (FlowBlurParams, Window, exposure_windows, flowblur_array,
+from blursynth.flowblur import (FlowBlurParams, exposure_windows, flowblur_array,
                                 flowblur_frames, interval_samples, subframes_per_interval)
 from blursynth.scenes import make_scene
 
@@ -202,3 +202,15 @@ def test_frames_must_share_one_size():
     frames = [np.zeros((20, 30, 3), np.uint8), np.zeros((20, 31, 3), np.uint8)]
     with pytest.raises(ParameterError, match="frame 1"):
         list(flowblur_frames(frames))
+
+
+def test_flow_backend_and_preset_are_checked_up_front():
+    from blursynth.errors import FlowBackendError
+
+    FlowBlurParams(flow="farneback")  # no preset: fine
+    with pytest.raises(ParameterError, match="flow_preset"):
+        FlowBlurParams(flow="farneback", flow_preset="fast")
+    with pytest.raises(FlowBackendError, match="CUDA"):
+        FlowBlurParams(flow="cuda")
+    with pytest.raises(ParameterError):
+        FlowBlurParams(flow="nonsense")
