@@ -42,10 +42,11 @@ Differences from the original, all deliberate:
 Apart from the flow estimator, the arithmetic is reproduced bit for bit: the float32 ratios,
 the mixed float32/float64 target computation and its truncation, the clamp, the overwrite
 order, and OpenCV's float32 scale-and-round in the final 8-bit conversion. The mixed-precision
-target computation has a side effect the seed's authors surely did not intend: about half of
-all splats land one pixel left/up of ``floor(x + r s)``, even at zero flow (see
-:func:`splat_average`). ``seed_rounding=False`` switches to the exact positions of the model
-above; the default keeps the original's behaviour.
+target computation has a side effect the seed's authors surely did not intend: where a
+truncated flow component is 0 (or a multiple of 19 px), about half of the splats land one pixel
+left/up of ``x + floor(r s)``, so static regions come out jittered (see :func:`splat_average`).
+``seed_rounding=False`` switches to the exact positions of the model above; the default keeps
+the original's behaviour.
 
 The splatting runs in a numba kernel (sub-frames in parallel, each one a serial raster-order
 loop, so "last writer wins" is exact), so that timings against it are fair to the baseline.
@@ -251,12 +252,16 @@ def splat_average(cur: np.ndarray, flow_prev: np.ndarray, flow_next: np.ndarray,
     -----
     The seed computed a target column as ``int(ratio * (col + s) + (1.0 - ratio) * col)`` with
     a float32 ``ratio``: the first product is rounded to float32, the rest is float64, and the
-    conversion truncates. When that float32 rounding goes down, the sum lands just below the
-    integer ``col + floor(ratio s)`` and the pixel moves one further left (or up). This happens
-    for about 47 % of (column, ratio) pairs, *even at zero flow*, so the seed blur of a static
-    clip is not the clip itself: it is jittered by up to one pixel and shifted by about half a
-    pixel up and left. ``seed_rounding=True`` keeps that behaviour (it is what the original
-    produced); ``seed_rounding=False`` gives the blur the seed's authors intended.
+    conversion truncates. This matters only where ``ratio * s`` is an integer and ``ratio < 1``,
+    i.e. where the truncated flow component ``s`` is 0 (or a multiple of 19 px): there the exact
+    sum is the integer ``col + ratio s``, and when the float32 rounding goes down the computed
+    sum lands just below it and the pixel moves one further left (or up). That happens for about 47 % of
+    (column, ratio) pairs. So the seed blur of a *static* clip is not the clip itself: it is
+    jittered by up to one pixel and shifted by about half a pixel up and left; so are static
+    regions and the slow axis (``|f| < 1`` px) of moving ones. Elsewhere ``ratio s`` is at
+    least 1/19 away from an integer and both variants agree (after the clamp, truncation and
+    floor also agree left of the image). ``seed_rounding=True`` keeps that behaviour (it is
+    what the original produced); ``seed_rounding=False`` gives the blur its authors intended.
 
     Examples
     --------

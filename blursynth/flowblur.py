@@ -88,7 +88,7 @@ class FlowBlurParams:
     max_subframes: int = 64
     scale: float = 1.0
     scene_cut: float = 0.5
-    iters: int = 2
+    iters: int = 1
     tau: float = 0.5
 
     def __post_init__(self) -> None:
@@ -311,7 +311,7 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
     fab5, fba5 : numpy.ndarray
         float32 (h, w, 5): (dx, dy, visibility in the other frame, J F).
     hard : numpy.ndarray
-        uint8 (h, w): 1 within one motion length of a flow discontinuity or occlusion.
+        uint8 (h, w): 1 within half a motion length of a flow discontinuity or occlusion.
     stats : dict
         ``flow_max`` (99.9th percentile of the motion of points seen in both frames, px),
         ``flow_mean``, ``occluded`` (fraction of points not seen in both frames), ``hard``
@@ -330,8 +330,9 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
     # 99.9th percentile: one wild vector must not force max_subframes on every interval.
     k = max(0, int(seen.size * 0.999) - 1)
     flow_max = float(np.partition(seen, k)[k])
-    # A pixel's path reaches one motion length away: grow the mask by that much.
-    r = int(np.ceil(flow_max * max(sx, sy))) + 1
+    # The smooth path reads the nearer frame, at most half a motion length away: grow the
+    # mask by that much so no smooth pixel reads across a boundary.
+    r = int(np.ceil(0.5 * flow_max * max(sx, sy))) + 1
     hard = cv2.dilate(bad, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
     stats = {
         "flow_max": flow_max,

@@ -64,8 +64,8 @@ def output_paths(input_path: str | os.PathLike, out_dir: str | os.PathLike | Non
 class _AsyncWriter:
     """Feeds a :class:`VideoWriter` from a thread, so encoding overlaps synthesis."""
 
-    def __init__(self, path: Path, fps: float, quality: int | None):
-        self._writer = VideoWriter(path, fps, quality=quality)
+    def __init__(self, path: Path, fps: float, quality: int | None, preset: str = "veryfast"):
+        self._writer = VideoWriter(path, fps, quality=quality, preset=preset)
         self._q: queue.Queue = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -102,6 +102,16 @@ def _png(path: Path, rgb: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1])):
             raise OSError(f"cv2.imwrite failed for {path}")
+
+
+def _flow_picture(f: np.ndarray, size: tuple[int, int], vis_max: float) -> np.ndarray:
+    """Colour picture of a flow at output ``size``, coloured at about 200 rows and upscaled (a
+    preview of a smooth field: the colour wheel at full size would cost a third of the work)."""
+    k = max(1, -(-f.shape[0] // 200))
+    small = cv2.resize(f, (f.shape[1] // k, f.shape[0] // k), interpolation=cv2.INTER_AREA) \
+        if k > 1 else f
+    col = flow_to_color(small, max_radius=vis_max)
+    return cv2.resize(col, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def _flow_full(f: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -235,15 +245,15 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
                 writers["blurry"] = _AsyncWriter(paths["blurry"], fps, quality)
                 writers["sharp"] = _AsyncWriter(paths["sharp"], fps, quality)
                 if flow_video:
+                    # A smooth colour picture: the fastest preset costs it nothing visible.
                     writers["flow_video"] = _AsyncWriter(paths["flow_video"], fps,
-                                                         18 if quality is None else quality)
+                                                         18 if quality is None else quality,
+                                                         preset="ultrafast")
             writers["blurry"].write(r.blurry)
             writers["sharp"].write(r.sharp)
             size = r.blurry.shape[:2]
             if r.flow is not None and flow_video:
-                col = flow_to_color(r.flow, max_radius=flow_vis_max)
-                writers["flow_video"].write(cv2.resize(col, (size[1], size[0]),
-                                                       interpolation=cv2.INTER_LINEAR))
+                writers["flow_video"].write(_flow_picture(r.flow, size, flow_vis_max))
             if r.flow is not None and flow_files:
                 f = _flow_full(r.flow, size)
                 dst = paths["flow_dir"] / f"{n_out:06d}.{flow_files}"

@@ -862,7 +862,7 @@ def _check_fps(fps: object) -> Fraction:
 
 
 def _codec_args(path: str, ext: str, quality: int | None, width: int, height: int,
-                encoders: frozenset[str]) -> list[str]:
+                encoders: frozenset[str], preset: str = "veryfast") -> list[str]:
     """ffmpeg output options for this container, quality and frame size."""
     if quality is None:
         if "libx264rgb" in encoders:
@@ -877,10 +877,14 @@ def _codec_args(path: str, ext: str, quality: int | None, width: int, height: in
         raise OutputError(path, "lossy encoding needs libx264, which this ffmpeg build lacks")
     # 4:2:0 needs even sizes; 4:4:4 keeps odd sizes exact instead of padding them.
     pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-    return ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(quality),
+    return ["-c:v", "libx264", "-preset", preset, "-crf", str(quality),
             "-vf", f"scale=out_color_matrix=bt709:out_range=tv,format={pix_fmt}",
             "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
             "-color_range", "tv"]
+
+
+#: x264 presets accepted for lossy output, fastest first (lossless always uses ultrafast).
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
 
 
 class VideoWriter:
@@ -902,6 +906,8 @@ class VideoWriter:
         pixels.  An int 0-51: lossy H.264 with that CRF; lower is better and larger
         (18 ~ visually lossless, 23 = x264 default, 28 small).  Lossy frames are stored as
         yuv420p, or yuv444p when the width or height is odd.
+    preset : str, optional
+        x264 speed preset of lossy output (default ``veryfast``; see ``X264_PRESETS``).
 
     Attributes
     ----------
@@ -927,8 +933,11 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, *,
-                 quality: int | None = None) -> None:
+                 quality: int | None = None, preset: str = "veryfast") -> None:
         self.path = os.fspath(path)
+        if preset not in X264_PRESETS:
+            raise ParameterError(f"preset: expected one of {X264_PRESETS}, got {preset!r}")
+        self._preset = preset
         ext = os.path.splitext(self.path)[1].lower()
         if ext not in VIDEO_EXTENSIONS:
             raise ParameterError(
@@ -965,7 +974,7 @@ class VideoWriter:
         except RuntimeError as exc:
             raise OutputError(self.path, f"cannot run ffmpeg: {exc}") from None
         codec = _codec_args(self.path, self._ext, self.quality, width, height,
-                            _available_encoders(exe))
+                            _available_encoders(exe), preset=self._preset)
         muxer = VIDEO_EXTENSIONS[self._ext]
         fps = f"{self._fps.numerator}/{self._fps.denominator}"
         cmd = [exe, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",

@@ -180,6 +180,18 @@ def test_splat_uniform_flow_seed_rounding_whole_frame(sx, sy):
     np.testing.assert_array_equal(got, _opencv_mean_u8(_seed_blur_sum_uniform(cur, sx, sy), 38))
 
 
+def test_seed_rounding_only_matters_for_zero_flow_components():
+    # k s / 19 is at least 1/19 away from an integer unless s = 0 (mod 19), so float32
+    # rounding cannot change the floor there: both variants agree on the whole frame.
+    cur = _photo("coffee")[:120, :160]
+    f = _uniform_flow(cur.shape, 3, -5, np.int32)
+    np.testing.assert_array_equal(splat_average(cur, -f, f),
+                                  splat_average(cur, -f, f, seed_rounding=False))
+    g = _uniform_flow(cur.shape, 0, -5, np.int32)
+    assert not np.array_equal(splat_average(cur, -g, g),
+                              splat_average(cur, -g, g, seed_rounding=False))
+
+
 def test_float_flow_is_truncated_toward_zero():
     cur = _photo()[:100, :140]
     f = _uniform_flow(cur.shape, 4.7, -1.6)
