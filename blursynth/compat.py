@@ -60,7 +60,7 @@ import cv2
 import numpy as np
 
 from .errors import ParameterError
-from .flow import FlowBackend, get_backend, to_grey
+from .flow import FARNEBACK_DEFAULTS, FlowBackend, get_backend, to_grey
 
 __all__ = [
     "SEED_STEPS",
@@ -81,16 +81,8 @@ SEED_STEPS = 20
 SEED_SCALE = 0.5
 #: Effective exposure of the seed blur, in frame intervals: from t - 1 to t + 1.
 SEED_EXPOSURE = 2.0
-#: Farneback parameters of the original tool, in :func:`blursynth.flow.get_backend` names.
-SEED_FARNEBACK: dict[str, float | int] = {
-    "pyr_scale": 0.5,
-    "levels": 3,
-    "winsize": 15,
-    "iterations": 3,
-    "poly_n": 5,
-    "poly_sigma": 1.2,
-    "flags": 0,
-}
+#: Farneback parameters of the original tool (blursynth.flow's defaults are exactly these).
+SEED_FARNEBACK: dict[str, float | int] = dict(FARNEBACK_DEFAULTS)
 
 
 def _check_steps(steps: int) -> int:

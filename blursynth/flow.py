@@ -64,8 +64,7 @@ __all__ = [
 
 #: Backend name -> one-line description (for ``--help`` texts).
 BACKENDS: dict[str, str] = {
-    "dis": "DIS (dense inverse search), CPU, fast; option preset=ultrafast|fast|medium "
-    "(default fast)",
+    "dis": "DIS (dense inverse search), CPU, fast; presets ultrafast, fast, medium",
     "farneback": "Farneback polynomial expansion, CPU; the original synthblur parameters",
     "deepflow": "DeepFlow, CPU; most accurate, very slow (seconds per 720p pair)",
     "cuda": "Farneback on an NVIDIA GPU; needs an OpenCV built with CUDA",

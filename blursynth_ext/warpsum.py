@@ -43,64 +43,41 @@ EPS32 = np.float32(EPS)
 
 # The per-pixel functions are plain Python, compiled twice: for the CPU below (module-level
 # dispatchers, so numba's on-disk cache works) and as CUDA device functions in warpsum_cuda.
-def _flow_at(f, x, y, sx, sy):
-    # Bilinear sample of a (h, w, 3) flow (dx, dy, visibility) at full-resolution position
-    # (x, y); pixel centres map as (x + 0.5) * sx - 0.5. Clamped at the borders.
+def _cell(f, x, y, sx, sy):
+    # The bilinear cell of position (x, y) in a grid of sx, sy times the frame size: pixel
+    # centres map as (x + 0.5) * sx - 0.5, clamped at the borders.
     h = f.shape[0]
     w = f.shape[1]
     gx = min(max((x + f4(0.5)) * sx - f4(0.5), f4(0.0)), f4(w - 1))
     gy = min(max((y + f4(0.5)) * sy - f4(0.5), f4(0.0)), f4(h - 1))
     x0 = i4(gx)
     y0 = i4(gy)
-    x1 = min(x0 + 1, w - 1)
-    y1 = min(y0 + 1, h - 1)
-    ax = gx - f4(x0)
-    ay = gy - f4(y0)
-    bx = f4(1.0) - ax
-    by = f4(1.0) - ay
-    u = by * (bx * f[y0, x0, 0] + ax * f[y0, x1, 0]) + ay * (bx * f[y1, x0, 0] + ax * f[y1, x1, 0])
-    v = by * (bx * f[y0, x0, 1] + ax * f[y0, x1, 1]) + ay * (bx * f[y1, x0, 1] + ax * f[y1, x1, 1])
-    q = by * (bx * f[y0, x0, 2] + ax * f[y0, x1, 2]) + ay * (bx * f[y1, x0, 2] + ax * f[y1, x1, 2])
-    return u, v, q
+    return x0, y0, min(x0 + 1, w - 1), min(y0 + 1, h - 1), gx - f4(x0), gy - f4(y0)
+
+
+def _lerp(f, x0, y0, x1, y1, ax, ay, c):
+    return ((f4(1.0) - ay) * ((f4(1.0) - ax) * f[y0, x0, c] + ax * f[y0, x1, c])
+            + ay * ((f4(1.0) - ax) * f[y1, x0, c] + ax * f[y1, x1, c]))
+
+
+def _flow_at(f, x, y, sx, sy):
+    # Channels 0-2 of the flow: (dx, dy, visibility in the other frame).
+    x0, y0, x1, y1, ax, ay = cell(f, x, y, sx, sy)
+    return (lerp(f, x0, y0, x1, y1, ax, ay, 0), lerp(f, x0, y0, x1, y1, ax, ay, 1),
+            lerp(f, x0, y0, x1, y1, ax, ay, 2))
+
 
 def _curv_at(f, x, y, sx, sy):
     # Channels 3-4 of the flow: the second-order term J F (J the flow's Jacobian).
-    h = f.shape[0]
-    w = f.shape[1]
-    gx = min(max((x + f4(0.5)) * sx - f4(0.5), f4(0.0)), f4(w - 1))
-    gy = min(max((y + f4(0.5)) * sy - f4(0.5), f4(0.0)), f4(h - 1))
-    x0 = i4(gx)
-    y0 = i4(gy)
-    x1 = min(x0 + 1, w - 1)
-    y1 = min(y0 + 1, h - 1)
-    ax = gx - f4(x0)
-    ay = gy - f4(y0)
-    bx = f4(1.0) - ax
-    by = f4(1.0) - ay
-    cu = by * (bx * f[y0, x0, 3] + ax * f[y0, x1, 3]) + ay * (bx * f[y1, x0, 3] + ax * f[y1, x1, 3])
-    cv = by * (bx * f[y0, x0, 4] + ax * f[y0, x1, 4]) + ay * (bx * f[y1, x0, 4] + ax * f[y1, x1, 4])
-    return cu, cv
+    x0, y0, x1, y1, ax, ay = cell(f, x, y, sx, sy)
+    return lerp(f, x0, y0, x1, y1, ax, ay, 3), lerp(f, x0, y0, x1, y1, ax, ay, 4)
+
 
 def _image_at(im, x, y):
-    # Bilinear sample of a (H, W, 3) image, clamped at the borders.
-    h = im.shape[0]
-    w = im.shape[1]
-    x = min(max(x, f4(0.0)), f4(w - 1))
-    y = min(max(y, f4(0.0)), f4(h - 1))
-    x0 = i4(x)
-    y0 = i4(y)
-    x1 = min(x0 + 1, w - 1)
-    y1 = min(y0 + 1, h - 1)
-    ax = x - f4(x0)
-    ay = y - f4(y0)
-    w00 = (f4(1.0) - ax) * (f4(1.0) - ay)
-    w01 = ax * (f4(1.0) - ay)
-    w10 = (f4(1.0) - ax) * ay
-    w11 = ax * ay
-    r = w00 * im[y0, x0, 0] + w01 * im[y0, x1, 0] + w10 * im[y1, x0, 0] + w11 * im[y1, x1, 0]
-    g = w00 * im[y0, x0, 1] + w01 * im[y0, x1, 1] + w10 * im[y1, x0, 1] + w11 * im[y1, x1, 1]
-    b = w00 * im[y0, x0, 2] + w01 * im[y0, x1, 2] + w10 * im[y1, x0, 2] + w11 * im[y1, x1, 2]
-    return r, g, b
+    # Bilinear sample of a (H, W, 3) image at (x, y), clamped at the borders.
+    x0, y0, x1, y1, ax, ay = cell(im, x, y, f4(1.0), f4(1.0))
+    return (lerp(im, x0, y0, x1, y1, ax, ay, 0), lerp(im, x0, y0, x1, y1, ax, ay, 1),
+            lerp(im, x0, y0, x1, y1, ax, ay, 2))
 
 
 def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, iters,
@@ -181,6 +158,8 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, i
 
 
 _inline = numba.njit(fastmath=True, inline="always", cache=True)
+cell = _inline(_cell)
+lerp = _inline(_lerp)
 flow_at = _inline(_flow_at)
 curv_at = _inline(_curv_at)
 image_at = _inline(_image_at)
@@ -245,8 +224,8 @@ _cpu_kernel = numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)(_
 def device_pixel(jit_device):
     """The per-pixel function compiled with ``jit_device`` (``cuda.jit(device=True)``)."""
     g = dict(globals())
-    for name, fn in (("flow_at", _flow_at), ("curv_at", _curv_at), ("image_at", _image_at),
-                     ("pixel", _pixel)):
+    for name, fn in (("cell", _cell), ("lerp", _lerp), ("flow_at", _flow_at),
+                     ("curv_at", _curv_at), ("image_at", _image_at), ("pixel", _pixel)):
         g[name] = jit_device(types.FunctionType(fn.__code__, g, name))
     return g["pixel"]
 
