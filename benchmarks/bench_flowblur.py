@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# End-to-end throughput at {w}x{h}\n")
     print(f"- {machine_line()}")
-    print(f"- input: {clip.name} ({args.frames} frames, lossless mp4, translation at "
+    print(f"- input: {clip.name} ({args.frames} frames, H.264 CRF 18, translation at "
           f"{args.speed:g} px/frame; rendered in {t_render:.1f} s"
           f"{'' if t_render else ', cached'}); outputs: lossless mp4 via blursynth.video")
     if not fn:
