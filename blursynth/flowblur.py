@@ -13,6 +13,7 @@ in :mod:`blursynth.flowblur_video` reads, writes and records.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator
@@ -25,11 +26,14 @@ from blursynth_ext.interp import TAU
 
 from .crf import CRF, decode_u8, get_crf
 from .errors import ParameterError
-from .flow import cuda_available, get_backend, to_grey
+from .flow import BACKENDS, DIS_PRESETS, cuda_available, get_backend, to_grey
+
+log = logging.getLogger("blursynth")
 
 __all__ = [
     "FlowBlurParams",
     "flow_backend",
+    "flow_backend_name",
     "Window",
     "BlurFrame",
     "exposure_windows",
@@ -111,7 +115,16 @@ class FlowBlurParams:
         if self.iters < 1 or self.tau <= 0:
             raise ParameterError(f"iters/tau: expected iters >= 1 and tau > 0, got {self.iters}, {self.tau}")
         get_crf(self.crf)  # validates the spec
-        flow_backend(self)  # validates the backend and its preset, before any work starts
+        # The backend and its preset, checked before any work starts.
+        if self.flow not in BACKENDS:
+            raise ParameterError(f"flow: expected one of {sorted(BACKENDS)}, got {self.flow!r}")
+        if self.flow_preset is not None:
+            if self.flow not in ("dis", "auto", "cuda"):
+                raise ParameterError(f"flow_preset: only the dis backend has presets, got "
+                                     f"{self.flow_preset!r} with flow {self.flow!r}")
+            if self.flow_preset not in DIS_PRESETS:
+                raise ParameterError(f"flow_preset: expected one of {sorted(DIS_PRESETS)}, "
+                                     f"got {self.flow_preset!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,24 +133,26 @@ class FlowBlurParams:
 DEFAULT_DIS_PRESET = "medium"
 
 
+def flow_backend_name(p: FlowBlurParams) -> str:
+    """The backend that runs for ``p``: ``auto`` resolved, ``cuda`` without CUDA -> ``dis``."""
+    if p.flow == "auto" or (p.flow == "cuda" and not cuda_available()):
+        return "cuda" if cuda_available() else "dis"
+    return p.flow
+
+
 def flow_backend(p: FlowBlurParams):
     """The flow backend object for ``p`` (see :func:`blursynth.flow.get_backend`).
 
-    Raises
-    ------
-    ParameterError
-        A preset given for a backend other than DIS.
-    FlowBackendError
-        The backend is not available here (``cuda`` without a CUDA-enabled OpenCV).
+    ``cuda`` where OpenCV has no CUDA support falls back to ``dis`` with a warning
+    (:func:`flow_backend_name` says which one runs; the driver records it). A preset given
+    with ``cuda`` applies to that fallback only.
     """
-    name = p.flow
-    if name == "auto":
-        name = "cuda" if cuda_available() else "dis"
+    name = flow_backend_name(p)
+    if p.flow == "cuda" and name != "cuda":
+        log.warning("flow 'cuda': the installed OpenCV has no CUDA support (or sees no GPU); "
+                    "using dis, the CPU default")
     if name == "dis":
         return get_backend("dis", preset=p.flow_preset or DEFAULT_DIS_PRESET)
-    if p.flow_preset is not None:
-        raise ParameterError(f"flow_preset: only the dis backend has presets, got "
-                             f"{p.flow_preset!r} with flow {p.flow!r}")
     return get_backend(name)
 
 
@@ -313,7 +328,8 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
     hard : numpy.ndarray
         uint8 (h, w): 1 within half a motion length of a flow discontinuity or occlusion.
     stats : dict
-        ``flow_max`` (99.9th percentile of the motion of points seen in both frames, px),
+        ``flow_max`` (99.9th percentile of the motion of textured points seen in both
+        frames, px),
         ``flow_mean``, ``occluded`` (fraction of points not seen in both frames), ``hard``
         (fraction of the hard mask) and ``cut_score`` (fraction of pixels whose
         flow-compensated grey difference exceeds 25 of 255).
@@ -324,7 +340,9 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
     textured = cv2.blur(grad, (5, 5)) > _FLAT_GRADIENT / 2
     fab5, fba5, bad, mag, cuts = analyse_pair(fab, fba, ga, gb, textured, sx, sy,
                                               _HARD_JACOBIAN, _HARD_VISIBILITY)
-    seen = mag[mag >= 0]
+    # Sub-frame spacing matters only where there is detail to ghost: take the motion of
+    # textured points seen in both frames (flow in flat regions is unreliable and harmless).
+    seen = mag[(mag >= 0) & textured]
     if seen.size < 0.05 * mag.size:  # almost nothing consistent (a cut): use every vector
         seen = np.sqrt(np.maximum((fab ** 2).sum(-1), (fba ** 2).sum(-1))).ravel()
     # 99.9th percentile: one wild vector must not force max_subframes on every interval.

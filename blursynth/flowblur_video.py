@@ -31,7 +31,7 @@ import numpy as np
 from .errors import BlursynthError, ParameterError, VideoError
 from .files import atomic_path, file_identity
 from .flow import flow_to_color, write_flo
-from .flowblur import FlowBlurParams, flowblur_frames
+from .flowblur import FlowBlurParams, flow_backend_name, flowblur_frames
 from .log import progress
 from .manifest import Manifest, base_record
 from .video import VideoReader, VideoWriter, probe
@@ -306,6 +306,7 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         "frames_out": n_out,
         "frames_skipped": n_skipped,
         "fps_out": fps,
+        "flow_backend": flow_backend_name(p),
         "seconds": round(elapsed, 3),
         "outputs": {str(q): q.stat().st_size for q in written},
     })

@@ -182,13 +182,13 @@ def test_flowblur_preset_given_to_a_backend_without_presets_is_an_error(clip, tm
 
 
 @pytest.mark.skipif(cuda_available(), reason="this machine has a CUDA OpenCV")
-def test_flowblur_cuda_without_cuda_fails_once_with_the_reason(clip, tmp_path):
+def test_flowblur_cuda_without_cuda_says_so_and_uses_the_cpu_default(clip, tmp_path):
     r = CliRunner().invoke(cli, ["flowblur", str(clip[0]), "--out", str(tmp_path),
                                  "--flow", "cuda"])
-    assert r.exit_code == 1
-    assert r.output.count("Error:") == 1 and "CUDA" in r.output
-    assert "Traceback" not in r.output
-    assert not any(tmp_path.iterdir())  # failed before any work
+    assert r.exit_code == 0, r.output
+    assert "no CUDA support" in r.output and "using dis" in r.output
+    video = [rec for rec in read_manifest(tmp_path / "flowblur.jsonl") if "/" not in rec["item"]]
+    assert video[-1]["flow_backend"] == "dis" and video[-1]["params"]["flow"] == "cuda"
 
 
 # -- flowblur: real runs ---------------------------------------------------------------------

@@ -204,13 +204,19 @@ def test_frames_must_share_one_size():
         list(flowblur_frames(frames))
 
 
-def test_flow_backend_and_preset_are_checked_up_front():
-    from blursynth.errors import FlowBackendError
+def test_flow_backend_and_preset_are_checked_up_front(caplog):
+    import logging
+
+    from blursynth.flow import cuda_available
+    from blursynth.flowblur import flow_backend
 
     FlowBlurParams(flow="farneback")  # no preset: fine
     with pytest.raises(ParameterError, match="flow_preset"):
         FlowBlurParams(flow="farneback", flow_preset="fast")
-    with pytest.raises(FlowBackendError, match="CUDA"):
-        FlowBlurParams(flow="cuda")
+    if not cuda_available():
+        # The contract: a clear message and the CPU default.
+        with caplog.at_level(logging.WARNING, logger="blursynth"):
+            assert flow_backend(FlowBlurParams(flow="cuda")).name == "dis"
+        assert any("CUDA" in m and "dis" in m for m in caplog.messages)
     with pytest.raises(ParameterError):
         FlowBlurParams(flow="nonsense")
