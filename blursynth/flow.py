@@ -67,7 +67,8 @@ BACKENDS: dict[str, str] = {
     "dis": "DIS (dense inverse search), CPU, fast; presets ultrafast, fast, medium",
     "farneback": "Farneback polynomial expansion, CPU; the original synthblur parameters",
     "deepflow": "DeepFlow, CPU; most accurate, very slow (seconds per 720p pair)",
-    "cuda": "Farneback on an NVIDIA GPU; needs an OpenCV built with CUDA",
+    "cuda": "Farneback on an NVIDIA GPU; needs an OpenCV built with CUDA (flowblur falls "
+    "back to dis with a warning)",
     "auto": "cuda when available, otherwise dis",
 }
 

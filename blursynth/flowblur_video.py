@@ -93,7 +93,7 @@ class _AsyncWriter:
         if ok and self._error is None:
             self._writer.close()
         else:
-            self._writer.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            self._writer.abort()
             if ok and self._error is not None:
                 raise self._error
 
@@ -119,7 +119,7 @@ def _flow_full(f: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def _record_matches(rec: dict | None, params: dict, ident: dict, outputs: dict) -> bool:
+def _record_matches(rec: dict | None, params: dict, ident: dict) -> bool:
     if not rec or rec.get("params") != params:
         return False
     src = rec.get("input", {})
@@ -202,7 +202,7 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
                   "flow_files": flow_files, "frames": frames, "subframes": subframes,
                   "quality": quality, "flow_video": flow_video, "flow_vis_max": flow_vis_max}
     ident = file_identity(src)
-    if resume and _record_matches(manifest.done(item), run_params, ident, paths):
+    if resume and _record_matches(manifest.done(item), run_params, ident):
         log.info("%s: already done (manifest %s), skipping", src, paths["manifest"])
         return {**manifest.done(item), "resumed": True}
 

@@ -988,7 +988,7 @@ class VideoWriter:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                           stderr=self._log, bufsize=0)
         except OSError as exc:
-            self._abort()
+            self.abort()
             raise OutputError(self.path, f"cannot run ffmpeg: {exc}") from None
         _set_pipe_size(self._proc.stdin)
 
@@ -1019,7 +1019,7 @@ class VideoWriter:
                 data = data[self._proc.stdin.write(data):]
         except (BrokenPipeError, OSError, ValueError):
             log = self._stop_process()
-            self._abort()
+            self.abort()
             raise OutputError(self.path, f"ffmpeg stopped while encoding frame "
                                          f"{self.frames_written} ({_summary(log)})") from None
         self.frames_written += 1
@@ -1039,8 +1039,8 @@ class VideoWriter:
                 proc.wait()
         return _read_log(self._log) if self._log is not None else ""
 
-    def _abort(self) -> None:
-        """Kill ffmpeg, delete the temporary file, publish nothing."""
+    def abort(self) -> None:
+        """Stop writing: kill ffmpeg, delete the temporary file, publish nothing."""
         self._closed = True
         proc, self._proc = self._proc, None
         if proc is not None:
@@ -1074,7 +1074,7 @@ class VideoWriter:
         if self._closed:
             return
         if self._proc is None:
-            self._abort()
+            self.abort()
             raise OutputError(self.path, "no frames were written, expected at least 1 frame")
         proc = self._proc
         try:
@@ -1084,16 +1084,16 @@ class VideoWriter:
         rc = proc.wait()
         log = _read_log(self._log)
         if rc != 0 or not os.path.isfile(self._tmp) or os.path.getsize(self._tmp) == 0:
-            self._abort()
+            self.abort()
             raise OutputError(self.path, f"ffmpeg failed with exit code {rc} ({_summary(log)})")
         self._proc = None
         try:
             os.replace(self._tmp, self.path)
         except OSError as exc:
-            self._abort()
+            self.abort()
             raise OutputError(self.path, f"cannot move the finished video into place: "
                                          f"{exc.strerror or exc}") from None
-        self._abort()  # releases the log; the temporary name is already gone
+        self.abort()  # releases the log; the temporary name is already gone
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -1102,13 +1102,13 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
-            self._abort()
+            self.abort()
 
     def __del__(self) -> None:
         # Never publish a file nobody closed; just clean up.
         try:
             if not self._closed:
-                self._abort()
+                self.abort()
         except Exception:
             pass
 
