@@ -39,8 +39,13 @@ def dataclass_options(cls: type, helps: dict[str, str],
     def decorate(f: Callable) -> Callable:
         for fld in reversed(dataclasses.fields(cls)):
             default = fld.default
+            name = fld.name.replace("_", "-")
+            if isinstance(default, bool):  # a switch: --name/--no-name
+                f = click.option(f"--{name}/--no-{name}", fld.name, default=default,
+                                 show_default=True, help=helps[fld.name])(f)
+                continue
             kind = types.get(fld.name, type(default) if default is not None else str)
-            f = click.option(f"--{fld.name.replace('_', '-')}", fld.name, type=kind,
+            f = click.option(f"--{name}", fld.name, type=kind,
                              default=default, show_default=True, help=helps[fld.name])(f)
         return f
 

@@ -43,6 +43,9 @@ PARAM_HELP = {
                  "is a scene cut; exposures across a cut are skipped (1 disables detection).",
     "iters": "Fixed-point iterations per sub-frame sample of the occlusion-aware warp.",
     "tau": "Occlusion softness: warp residual, in pixels, at which a side's weight halves.",
+    "refine_boundaries": "Recompute the flow around moving objects' edges and occlusions with "
+                         "finer DIS matching (sharper boundaries where they matter, for a "
+                         "fraction of the cost of doing it everywhere).",
 }
 
 

@@ -116,7 +116,11 @@ def test_flowblur_help_shows_every_param_with_the_dataclass_default():
         opt = f"--{f.name.replace('_', '-')}"
         assert opt in shown, opt
         default = getattr(defaults, f.name)
-        assert shown[opt] == (None if default is None else str(default)), opt
+        if isinstance(default, bool):  # a switch shows the name of its default side
+            want = f.name.replace("_", "-") if default else "no-" + f.name.replace("_", "-")
+        else:
+            want = None if default is None else str(default)
+        assert shown[opt] == want, opt
     # The command's defaults are the dataclass's, not copies that could drift.
     cmd_defaults = {p.name: p.default for p in fb_cli.flowblur.params}
     assert {k: cmd_defaults[k] for k in defaults.to_dict()} == defaults.to_dict()

@@ -220,3 +220,30 @@ def test_flow_backend_and_preset_are_checked_up_front(caplog):
         assert any("CUDA" in m and "dis" in m for m in caplog.messages)
     with pytest.raises(ParameterError):
         FlowBlurParams(flow="nonsense")
+
+
+def test_boundary_refinement_recomputes_only_around_the_marked_region():
+    from blursynth.flowblur import _refine_boundaries
+
+    h, w = 120, 200
+    fab = np.full((h, w, 2), 1.0, np.float32)
+    fba = np.full((h, w, 2), -1.0, np.float32)
+    where = np.zeros((h, w), np.uint8)
+    where[50:70, 90:110] = 1
+    calls = []
+
+    def refiner(a, b):  # a stand-in flow of (6, 4) grid pixels, whatever the crop
+        calls.append(a.shape)
+        return np.dstack([np.full(a.shape, 6.0), np.full(a.shape, 4.0)]).astype(np.float32)
+
+    frac = _refine_boundaries(fab, fba, where, np.zeros((h, w), np.uint8),
+                              np.zeros((h, w), np.uint8), 0.5, 0.5, 4.0, refiner)
+    m = 2 + 8  # one motion length on the grid (4 px * 0.5) + 8
+    changed = fab[..., 0] != 1.0
+    ys, xs = np.nonzero(changed)
+    # The region grown by m, minus the margin m: exactly the marked box.
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (50, 69, 90, 109)
+    assert np.all(fab[changed] == [12.0, 8.0])  # grid pixels / 0.5 = output pixels
+    assert np.array_equal(fba[..., 0] != -1.0, changed)
+    assert len(calls) == 2 and calls[0] == (20 + 2 * m, 20 + 2 * m)
+    assert frac == pytest.approx((20 + 2 * m) ** 2 / (h * w))
