@@ -256,22 +256,26 @@ class _DISBackend(FlowBackend):
     name = "dis"
 
     def __init__(self, preset: str = DEFAULT_DIS_PRESET, finest_scale: int | None = None,
-                 **options: Any):
-        _reject_unknown("dis", options, {"preset", "finest_scale"})
+                 patch_stride: int | None = None, **options: Any):
+        _reject_unknown("dis", options, {"preset", "finest_scale", "patch_stride"})
         if not isinstance(preset, str) or preset not in DIS_PRESETS:
             raise ParameterError(
                 f"dis preset: expected one of {', '.join(DIS_PRESETS)}, got {preset!r}"
             )
-        if finest_scale is not None and (isinstance(finest_scale, bool)
-                                         or not isinstance(finest_scale, int) or finest_scale < 0):
-            raise ParameterError(f"dis finest_scale: expected an int >= 0, got {finest_scale!r}")
-        super().__init__({"preset": preset} if finest_scale is None
-                         else {"preset": preset, "finest_scale": finest_scale})
+        for name, value, lo in (("finest_scale", finest_scale, 0), ("patch_stride", patch_stride, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < lo):
+                raise ParameterError(f"dis {name}: expected an int >= {lo}, got {value!r}")
+        super().__init__({"preset": preset, **{k: v for k, v in (("finest_scale", finest_scale),
+                                                                 ("patch_stride", patch_stride))
+                                               if v is not None}})
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
         if finest_scale is not None:
             # The finest pyramid level the patches are matched at (0: the input's own size);
             # finer levels follow motion boundaries more closely and cost more.
             self._dis.setFinestScale(finest_scale)
+        if patch_stride is not None:
+            self._dis.setPatchStride(patch_stride)
         self._preset_finest = self._dis.getFinestScale()
         self._patch = self._dis.getPatchSize()
 
@@ -500,7 +504,8 @@ def get_backend(name: str = "dis", **options: Any) -> FlowBackend:
         Backend options:
 
         - ``dis``: ``preset`` in :data:`DIS_PRESETS` (default :data:`DEFAULT_DIS_PRESET`), and
-          ``finest_scale`` (int >= 0, default the preset's): the finest pyramid level matched.
+          ``finest_scale`` (int >= 0) and ``patch_stride`` (int >= 1), by default the preset's:
+          the finest pyramid level matched and the spacing of the patches.
         - ``farneback``: any of :data:`FARNEBACK_DEFAULTS` (``pyr_scale``, ``levels``,
           ``winsize``, ``iterations``, ``poly_n`` (5 or 7), ``poly_sigma``, ``flags``
           (0 or ``cv2.OPTFLOW_FARNEBACK_GAUSSIAN``)).
