@@ -376,8 +376,9 @@ def _refine_boundaries(fab, fba, where, ga, gb, sx, sy, flow_max, refiner) -> fl
 
     ``where`` (flow discontinuities and occlusions) grown by a margin of one motion length plus 8 grid pixels (every flow sample the
     iterated path can take, with room for matching; neighbouring regions merge into one crop)
-    is cut into boxes; flows are recomputed on each box in both directions with ``refiner`` and
-    pasted back without the margin. Returns the fraction of the grid recomputed.
+    is cut into boxes; flows are recomputed on each box in both directions with ``refiner``,
+    fused with the current flow (per pixel, the candidate with the lower local warping error)
+    and pasted back without the margin. Returns the fraction of the grid recomputed.
     """
     h, w = ga.shape
     m = int(math.ceil(flow_max * max(sx, sy))) + 8
@@ -394,12 +395,27 @@ def _refine_boundaries(fab, fba, where, ga, gb, sx, sy, flow_max, refiner) -> fl
         if px1 <= px0 or py1 <= py0:
             continue
         for f, a, b in ((fab, ga, gb), (fba, gb, ga)):
-            r = refiner(np.ascontiguousarray(a[y0:y1, x0:x1]),
-                        np.ascontiguousarray(b[y0:y1, x0:x1]))
-            f[py0:py1, px0:px1, 0] = r[py0 - y0:py1 - y0, px0 - x0:px1 - x0, 0] / sx
-            f[py0:py1, px0:px1, 1] = r[py0 - y0:py1 - y0, px0 - x0:px1 - x0, 1] / sy
+            ca = np.ascontiguousarray(a[y0:y1, x0:x1])
+            cb = np.ascontiguousarray(b[y0:y1, x0:x1])
+            new = refiner(ca, cb)  # grid pixels
+            old = f[y0:y1, x0:x1] * np.float32([sx, sy])
+            # Keep, per pixel, the candidate that explains the pair better: a small crop limits
+            # DIS's pyramid, so very fast motion can be matched worse than on the whole frame.
+            keep_new = _warp_error(ca, cb, new) < _warp_error(ca, cb, old)
+            inner = (slice(py0 - y0, py1 - y0), slice(px0 - x0, px1 - x0))
+            fused = np.where(keep_new[..., None], new, old)[inner]
+            f[py0:py1, px0:px1] = fused / np.float32([sx, sy])
         done += bw * bh
     return done / (h * w)
+
+
+def _warp_error(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Box-averaged |a(x) - b(x + f(x))| (grey levels), the evidence for a flow candidate."""
+    hh, ww = a.shape
+    gx, gy = np.meshgrid(np.arange(ww, dtype=np.float32), np.arange(hh, dtype=np.float32))
+    warped = cv2.remap(b, gx + f[..., 0], gy + f[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return cv2.blur(np.abs(warped.astype(np.float32) - a), (5, 5))
 
 
 def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None = None, *,

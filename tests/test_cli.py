@@ -118,6 +118,7 @@ def test_flowblur_help_shows_every_param_with_the_dataclass_default():
         default = getattr(defaults, f.name)
         if isinstance(default, bool):  # a switch shows the name of its default side
             want = f.name.replace("_", "-") if default else "no-" + f.name.replace("_", "-")
+            shown[opt] = shown[opt].replace(" ", "")  # click may wrap it after a hyphen
         else:
             want = None if default is None else str(default)
         assert shown[opt] == want, opt

@@ -223,27 +223,53 @@ def test_flow_backend_and_preset_are_checked_up_front(caplog):
 
 
 def test_boundary_refinement_recomputes_only_around_the_marked_region():
+    import cv2
+
     from blursynth.flowblur import _refine_boundaries
 
     h, w = 120, 200
-    fab = np.full((h, w, 2), 1.0, np.float32)
+    rng = np.random.default_rng(7)
+    ga = cv2.GaussianBlur(rng.integers(0, 256, (h, w)).astype(np.uint8), (0, 0), 1.5)
+    gb = np.roll(ga, (4, 6), axis=(0, 1))  # b(x + (6, 4)) = a(x): the true grid flow
+    fab = np.full((h, w, 2), 1.0, np.float32)   # current flows: wrong (output pixels)
     fba = np.full((h, w, 2), -1.0, np.float32)
     where = np.zeros((h, w), np.uint8)
     where[50:70, 90:110] = 1
     calls = []
 
-    def refiner(a, b):  # a stand-in flow of (6, 4) grid pixels, whatever the crop
+    def refiner(a, b):  # the exact flow of the pair, in grid pixels, whatever the crop
         calls.append(a.shape)
-        return np.dstack([np.full(a.shape, 6.0), np.full(a.shape, 4.0)]).astype(np.float32)
+        d = 1.0 if len(calls) % 2 else -1.0  # a->b first, then b->a
+        return np.dstack([np.full(a.shape, 6.0 * d), np.full(a.shape, 4.0 * d)]).astype(np.float32)
 
-    frac = _refine_boundaries(fab, fba, where, np.zeros((h, w), np.uint8),
-                              np.zeros((h, w), np.uint8), 0.5, 0.5, 4.0, refiner)
+    frac = _refine_boundaries(fab, fba, where, ga, gb, 0.5, 0.5, 4.0, refiner)
     m = 2 + 8  # one motion length on the grid (4 px * 0.5) + 8
     changed = fab[..., 0] != 1.0
     ys, xs = np.nonzero(changed)
-    # The region grown by m, minus the margin m: exactly the marked box.
+    # The region grown by m, minus the margin m: exactly the marked box, where the better
+    # candidate (the refined, exact one) replaced the wrong flow.
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (50, 69, 90, 109)
+    assert changed.sum() == 400
     assert np.all(fab[changed] == [12.0, 8.0])  # grid pixels / 0.5 = output pixels
-    assert np.array_equal(fba[..., 0] != -1.0, changed)
+    assert np.all(fba[fba[..., 0] != -1.0] == [-12.0, -8.0])
     assert len(calls) == 2 and calls[0] == (20 + 2 * m, 20 + 2 * m)
     assert frac == pytest.approx((20 + 2 * m) ** 2 / (h * w))
+
+
+def test_boundary_refinement_keeps_the_current_flow_where_it_explains_the_pair_better():
+    import cv2
+
+    from blursynth.flowblur import _refine_boundaries
+
+    h, w = 100, 100
+    rng = np.random.default_rng(8)
+    ga = cv2.GaussianBlur(rng.integers(0, 256, (h, w)).astype(np.uint8), (0, 0), 1.5)
+    gb = np.roll(ga, (0, 3), axis=(0, 1))
+    fab = np.zeros((h, w, 2), np.float32)
+    fab[..., 0] = 3.0  # already exact (sx = 1)
+    fba = -fab
+    where = np.zeros((h, w), np.uint8)
+    where[40:60, 40:60] = 1
+    wrong = lambda a, b: np.zeros(a.shape + (2,), np.float32)  # noqa: E731
+    _refine_boundaries(fab, fba, where, ga, gb, 1.0, 1.0, 3.0, wrong)
+    assert np.all(fab[..., 0] == 3.0) and np.all(fba[..., 0] == -3.0)
