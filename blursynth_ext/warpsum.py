@@ -80,6 +80,23 @@ def _image_at(im, x, y):
             lerp(im, x0, y0, x1, y1, ax, ay, 2))
 
 
+def _fixed_point(f, xf, yf, u, v, q, d, iters, sx, sy):
+    # Solve z = x - d F(z) by fixed-point steps, starting from the flow (u, v) (visibility q)
+    # at the previous solution. Returns z, the flow and visibility there, and the squared size
+    # of the last step (the residual).
+    zx = xf - d * u
+    zy = yf - d * v
+    r = f4(0.0)
+    for _ in range(iters):
+        u, v, q = flow_at(f, zx, zy, sx, sy)
+        nx = xf - d * u
+        ny = yf - d * v
+        r = (nx - zx) * (nx - zx) + (ny - zy) * (ny - zy)
+        zx = nx
+        zy = ny
+    return zx, zy, u, v, q, r
+
+
 def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, iters,
           inv_tau2, shift):
     xf = f4(x)
@@ -114,28 +131,9 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, i
     for k in range(times.shape[0]):
         s = times[k]
         t = f4(1.0) - s
-        # Frame a: z = x - s F_ab(z).
-        za_x = xf - s * ua
-        za_y = yf - s * va
-        ra = f4(0.0)
-        for _ in range(iters):
-            ua, va, qa = flow_at(fab, za_x, za_y, sx, sy)
-            nx = xf - s * ua
-            ny = yf - s * va
-            ra = (nx - za_x) * (nx - za_x) + (ny - za_y) * (ny - za_y)
-            za_x = nx
-            za_y = ny
-        # Frame b: y = x - (1 - s) F_ba(y).
-        zb_x = xf - t * ub
-        zb_y = yf - t * vb
-        rb = f4(0.0)
-        for _ in range(iters):
-            ub, vb, qb = flow_at(fba, zb_x, zb_y, sx, sy)
-            nx = xf - t * ub
-            ny = yf - t * vb
-            rb = (nx - zb_x) * (nx - zb_x) + (ny - zb_y) * (ny - zb_y)
-            zb_x = nx
-            zb_y = ny
+        # Frame a: z = x - s F_ab(z); frame b: y = x - (1 - s) F_ba(y).
+        za_x, za_y, ua, va, qa, ra = fixed_point(fab, xf, yf, ua, va, qa, s, iters, sx, sy)
+        zb_x, zb_y, ub, vb, qb, rb = fixed_point(fba, xf, yf, ub, vb, qb, t, iters, sx, sy)
         # A candidate seen in both frames (q ~ 1) is in front of one that only its own frame
         # sees (q ~ 0, being covered or revealed): the latter counts only when the other
         # side has no consistent path (large residual, g ~ 0).
@@ -163,6 +161,7 @@ lerp = _inline(_lerp)
 flow_at = _inline(_flow_at)
 curv_at = _inline(_curv_at)
 image_at = _inline(_image_at)
+fixed_point = _inline(_fixed_point)
 pixel = _inline(_pixel)
 
 
@@ -225,7 +224,8 @@ def device_pixel(jit_device):
     """The per-pixel function compiled with ``jit_device`` (``cuda.jit(device=True)``)."""
     g = dict(globals())
     for name, fn in (("cell", _cell), ("lerp", _lerp), ("flow_at", _flow_at),
-                     ("curv_at", _curv_at), ("image_at", _image_at), ("pixel", _pixel)):
+                     ("curv_at", _curv_at), ("image_at", _image_at),
+                     ("fixed_point", _fixed_point), ("pixel", _pixel)):
         g[name] = jit_device(types.FunctionType(fn.__code__, g, name))
     return g["pixel"]
 
@@ -367,6 +367,17 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     def flow_at(f, x, y):
         return _np_sample(f, (x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5)
 
+    def fixed_point(f, f_prev, d):
+        # z = x - d F(z) from the previous solution's flow; the squared last step too.
+        z = np.stack([xx - d * f_prev[..., 0], yy - d * f_prev[..., 1]], -1)
+        r = np.zeros((h, w), np.float32)
+        for _ in range(iters):
+            f_prev = flow_at(f, z[..., 0], z[..., 1])
+            n = np.stack([xx - d * f_prev[..., 0], yy - d * f_prev[..., 1]], -1)
+            r = ((n - z) ** 2).sum(-1)
+            z = n
+        return z, f_prev, r
+
     gx = np.clip(((xx + 0.5) * sx).astype(np.int64), 0, hard.shape[1] - 1)
     gy = np.clip(((yy + 0.5) * sy).astype(np.int64), 0, hard.shape[0] - 1)
     is_hard = (hard[gy, gx] != 0)[..., None]
@@ -385,20 +396,8 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         smooth = (_np_sample(ia, sa[..., 0] - shift, sa[..., 1] - shift) if s < 0.5
                   else _np_sample(ib, sb[..., 0] - shift, sb[..., 1] - shift))
         # Hard path: fixed-point iteration with occlusion weights.
-        za = np.stack([xx - s * fa[..., 0], yy - s * fa[..., 1]], -1)
-        ra = np.zeros((h, w), np.float32)
-        for _ in range(iters):
-            fa = flow_at(fab, za[..., 0], za[..., 1])
-            n = np.stack([xx - s * fa[..., 0], yy - s * fa[..., 1]], -1)
-            ra = ((n - za) ** 2).sum(-1)
-            za = n
-        zb = np.stack([xx - t * fb[..., 0], yy - t * fb[..., 1]], -1)
-        rb = np.zeros((h, w), np.float32)
-        for _ in range(iters):
-            fb = flow_at(fba, zb[..., 0], zb[..., 1])
-            n = np.stack([xx - t * fb[..., 0], yy - t * fb[..., 1]], -1)
-            rb = ((n - zb) ** 2).sum(-1)
-            zb = n
+        za, fa, ra = fixed_point(fab, fa, s)
+        zb, fb, rb = fixed_point(fba, fb, t)
         wa = t * (EPS + (1 - EPS) * fa[..., 2]) / (1.0 + (ra * inv_tau2) ** 2)
         wb = s * (EPS + (1 - EPS) * fb[..., 2]) / (1.0 + (rb * inv_tau2) ** 2)
         ws = wa + wb

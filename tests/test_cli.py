@@ -1,6 +1,5 @@
 import dataclasses
 import inspect
-import logging
 import re
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 import blursynth
-from blursynth import log as bslog
 from blursynth.flow import cuda_available
 from blursynth.flowblur import FlowBlurParams
 from blursynth.flowblur_video import flowblur_video
@@ -24,15 +22,7 @@ from blursynth_cli.main import COMMANDS, blursynth as cli, main
 N_FRAMES = 6
 
 
-@pytest.fixture(autouse=True)
-def restore_logger():
-    # The group configures the "blursynth" logger; leave it as other tests expect it.
-    logger = logging.getLogger("blursynth")
-    saved = (logger.level, list(logger.handlers), bslog._quiet)
-    yield
-    logger.setLevel(saved[0])
-    logger.handlers[:] = saved[1]
-    bslog._quiet = saved[2]
+pytestmark = pytest.mark.usefixtures("restore_logger")
 
 
 @pytest.fixture(scope="module")

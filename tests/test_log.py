@@ -1,18 +1,6 @@
 import logging
 
-import pytest
-
 from blursynth import log as bslog
-
-
-@pytest.fixture
-def restore_logger():
-    logger = logging.getLogger("blursynth")
-    saved = (logger.level, list(logger.handlers), bslog._quiet)
-    yield
-    logger.setLevel(saved[0])
-    logger.handlers[:] = saved[1]
-    bslog._quiet = saved[2]
 
 
 def test_quiet_silences_info(restore_logger, capsys):
