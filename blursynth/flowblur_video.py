@@ -119,6 +119,13 @@ def _flow_full(f: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
+def _wanted(d: Path, paths: dict, flow_files, frames: bool, subframes: int) -> bool:
+    """Whether folder ``d`` is an output this run asked for (not one left by another run)."""
+    return ((d == paths["flow_dir"] and bool(flow_files))
+            or (d in (paths["blurry_dir"], paths["sharp_dir"]) and frames)
+            or (d == paths["subframes_dir"] and subframes > 0))
+
+
 def _record_matches(rec: dict | None, params: dict, ident: dict) -> bool:
     if not rec or rec.get("params") != params:
         return False
@@ -127,6 +134,10 @@ def _record_matches(rec: dict | None, params: dict, ident: dict) -> bool:
         return False
     for p, size in rec.get("outputs", {}).items():
         if not Path(p).is_file() or Path(p).stat().st_size != size:
+            return False
+    # Optional folders (PNGs, flow files, sub-frames): each must still hold its files.
+    for d, names in rec.get("output_dirs", {}).items():
+        if any(not (Path(d) / n).is_file() for n in names):
             return False
     return True
 
@@ -309,6 +320,10 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         "flow_backend": flow_backend_name(p),
         "seconds": round(elapsed, 3),
         "outputs": {str(q): q.stat().st_size for q in written},
+        "output_dirs": {str(d): sorted(f.name for f in d.iterdir() if not f.name.startswith("."))
+                        for d in (paths["flow_dir"], paths["blurry_dir"], paths["sharp_dir"],
+                                  paths["subframes_dir"])
+                        if d.is_dir() and _wanted(d, paths, flow_files, frames, subframes)},
     })
     if reader.truncated:
         log.warning("%s: truncated; used the %d frames that decoded", src, reader.frames_read)

@@ -44,8 +44,8 @@ PARAM_HELP = {
     "iters": "Fixed-point iterations per sub-frame sample of the occlusion-aware warp.",
     "tau": "Occlusion softness: warp residual, in pixels, at which a side's weight halves.",
     "refine_boundaries": "Recompute the flow around moving objects' edges and occlusions with "
-                         "finer DIS matching: +0.8 dB there in the occlusion benchmark, for "
-                         "about 20% more time.",
+                         "finer DIS matching: +1 dB on the occlusion benchmark, for about "
+                         "17% more time.",
 }
 
 

@@ -71,6 +71,16 @@ def test_resume_skips_finished_video_and_reruns_on_change(clip, tmp_path):
     assert not redo["resumed"] and first["frames_out"] == redo["frames_out"]
 
 
+def test_resume_checks_the_optional_folders_too(clip, tmp_path):
+    out = tmp_path / "out"
+    fv.flowblur_video(clip, out, frames=True, flow_files="npy")
+    assert fv.flowblur_video(clip, out, frames=True, flow_files="npy")["resumed"]
+    (fv.output_paths(clip, out)["sharp_dir"] / "000003.png").unlink()
+    redo = fv.flowblur_video(clip, out, frames=True, flow_files="npy")
+    assert not redo["resumed"]
+    assert (fv.output_paths(clip, out)["sharp_dir"] / "000003.png").is_file()
+
+
 def test_interrupted_run_leaves_nothing_under_final_names(clip, tmp_path, monkeypatch):
     real = fv.flowblur_frames
 
