@@ -328,7 +328,7 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
     if reader.truncated:
         log.warning("%s: truncated; used the %d frames that decoded", src, reader.frames_read)
     manifest.append(rec)  # last: the resume marker
-    log.info("%s: %d frames (%d skipped at scene cuts) in %.1f s (%.1f frames/s) -> %s",
+    log.debug("%s: %d frames (%d skipped at scene cuts) in %.1f s (%.1f frames/s) -> %s",
              src.name, n_out, n_skipped, elapsed, n_out / max(elapsed, 1e-9), out)
     return {**rec, "resumed": False}
 

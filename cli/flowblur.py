@@ -136,7 +136,9 @@ def flowblur(ctx: click.Context, inputs: tuple[Path, ...], out_dir: Path | None,
             click.echo(f"{src.name}: already done, {rec['frames_out']} frames -> {outs}")
         else:
             fps = rec["frames_out"] / max(rec["seconds"], 1e-9)
-            click.echo(f"{src.name}: {rec['frames_out']} frames in {rec['seconds']:.1f} s "
+            cuts = (f" ({rec['frames_skipped']} skipped: scene cut inside the exposure)"
+                    if rec["frames_skipped"] else "")
+            click.echo(f"{src.name}: {rec['frames_out']} frames{cuts} in {rec['seconds']:.1f} s "
                        f"({fps:.1f} frames/s) -> {outs}")
     manifests = sorted({str(output_paths(v, out_dir)["manifest"]) for v in videos})
     resumed = sum(r["resumed"] for r in done)
