@@ -290,10 +290,10 @@ def interval_samples(windows: Iterable[tuple[int, Window]], i: int, n: int, subf
 class _Prepared:
     """A decoded frame in the forms the synthesis needs (encoded, linear, grey at flow scale)."""
 
-    __slots__ = ("index", "u8", "coef", "grey")
+    __slots__ = ("u8", "coef", "grey")
 
-    def __init__(self, index: int, u8: np.ndarray, coef: np.ndarray, grey: np.ndarray):
-        self.index, self.u8, self.coef, self.grey = index, u8, coef, grey
+    def __init__(self, u8: np.ndarray, coef: np.ndarray, grey: np.ndarray):
+        self.u8, self.coef, self.grey = u8, coef, grey
 
 
 def _prepare(index: int, frame: np.ndarray, p: FlowBlurParams, crf: CRF) -> _Prepared:
@@ -311,7 +311,7 @@ def _prepare(index: int, frame: np.ndarray, p: FlowBlurParams, crf: CRF) -> _Pre
                           interpolation=cv2.INTER_AREA)
     # Linearise and take shifted-linear coefficients in one pass: the warps sample them at
     # near-cubic accuracy.
-    return _Prepared(index, frame, prefilter(frame, lut=crf.decode_lut()), grey)
+    return _Prepared(frame, prefilter(frame, lut=crf.decode_lut()), grey)
 
 
 # Where the flow bends faster than this (output px per px) or a point is not seen in both
@@ -336,8 +336,7 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
         uint8 (h, w): 1 within half a motion length of a flow discontinuity or occlusion.
     stats : dict
         ``bad`` (uint8 (h, w): where the hard test fires, before growing), ``flow_max``
-        (99.9th percentile of the motion of textured points seen in both
-        frames, px),
+        (99.9th percentile of the motion of textured points seen in both frames, px),
         ``flow_mean``, ``occluded`` (fraction of points not seen in both frames), ``hard``
         (fraction of the hard mask) and ``cut_score`` (fraction of pixels whose
         flow-compensated grey difference exceeds 25 of 255).
