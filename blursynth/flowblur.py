@@ -137,12 +137,13 @@ class FlowBlurParams:
         return asdict(self)
 
 
-DEFAULT_DIS_PRESET = "medium"
+# flowblur's own DIS default (blursynth.flow defaults to "fast" for one-off flows).
+FLOWBLUR_DIS_PRESET = "medium"
 
 
 def flow_backend_name(p: FlowBlurParams) -> str:
     """The backend that runs for ``p``: ``auto`` resolved, ``cuda`` without CUDA -> ``dis``."""
-    if p.flow == "auto" or (p.flow == "cuda" and not cuda_available()):
+    if p.flow in ("auto", "cuda"):
         return "cuda" if cuda_available() else "dis"
     return p.flow
 
@@ -159,7 +160,7 @@ def flow_backend(p: FlowBlurParams):
         log.warning("flow 'cuda': the installed OpenCV has no CUDA support (or sees no GPU); "
                     "using dis, the CPU default")
     if name == "dis":
-        return get_backend("dis", preset=p.flow_preset or DEFAULT_DIS_PRESET)
+        return get_backend("dis", preset=p.flow_preset or FLOWBLUR_DIS_PRESET)
     return get_backend(name)
 
 
@@ -373,9 +374,9 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
 def _refine_boundaries(fab, fba, where, ga, gb, sx, sy, flow_max, refiner) -> float:
     """Recompute ``fab``/``fba`` (output pixels, flow grid) near ``where``, in place.
 
-    ``where`` (flow discontinuities and occlusions) grown by a margin of one motion length plus 8 grid pixels (every flow sample the
-    iterated path can take, with room for matching; neighbouring regions merge into one crop)
-    is cut into boxes; flows are recomputed on each box in both directions with ``refiner``,
+    ``where`` (flow discontinuities and occlusions) grown by a margin of one motion length plus
+    8 grid pixels (every flow sample the iterated path can take, with room for matching;
+    neighbouring regions merge into one crop) is cut into boxes; flows are recomputed on each box in both directions with ``refiner``,
     fused with the current flow (per pixel, the candidate with the lower local warping error)
     and pasted back without the margin. Returns the fraction of the grid recomputed.
     """
@@ -450,7 +451,7 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
     backend = flow_backend(p)
     # Patches down to the grid's own resolution, at a wider stride than the preset's: as
     # accurate on this job and about half the cost.
-    refiner = (get_backend("dis", preset=p.flow_preset or DEFAULT_DIS_PRESET, finest_scale=0,
+    refiner = (get_backend("dis", preset=p.flow_preset or FLOWBLUR_DIS_PRESET, finest_scale=0,
                            patch_stride=4)
                if p.refine_boundaries and flow_backend_name(p) == "dis" else None)
     h_exp = p.exposure * p.decimate / 2.0

@@ -119,13 +119,6 @@ def _flow_full(f: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def _wanted(d: Path, paths: dict, flow_files, frames: bool, subframes: int) -> bool:
-    """Whether folder ``d`` is an output this run asked for (not one left by another run)."""
-    return ((d == paths["flow_dir"] and bool(flow_files))
-            or (d in (paths["blurry_dir"], paths["sharp_dir"]) and frames)
-            or (d == paths["subframes_dir"] and subframes > 0))
-
-
 def _record_matches(rec: dict | None, params: dict, ident: dict) -> bool:
     if not rec or rec.get("params") != params:
         return False
@@ -213,9 +206,10 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
                   "flow_files": flow_files, "frames": frames, "subframes": subframes,
                   "quality": quality, "flow_video": flow_video, "flow_vis_max": flow_vis_max}
     ident = file_identity(src)
-    if resume and _record_matches(manifest.done(item), run_params, ident):
+    done = manifest.done(item) if resume else None
+    if _record_matches(done, run_params, ident):
         log.info("%s: already done (manifest %s), skipping", src, paths["manifest"])
-        return {**manifest.done(item), "resumed": True}
+        return {**done, "resumed": True}
 
     fps = info.fps / (stride * p.decimate)
     t_start = time.perf_counter()
@@ -320,16 +314,19 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         "flow_backend": flow_backend_name(p),
         "seconds": round(elapsed, 3),
         "outputs": {str(q): q.stat().st_size for q in written},
+        # The optional folders this run asked for, with their files.
         "output_dirs": {str(d): sorted(f.name for f in d.iterdir() if not f.name.startswith("."))
-                        for d in (paths["flow_dir"], paths["blurry_dir"], paths["sharp_dir"],
-                                  paths["subframes_dir"])
-                        if d.is_dir() and _wanted(d, paths, flow_files, frames, subframes)},
+                        for d, asked in ((paths["flow_dir"], flow_files),
+                                         (paths["blurry_dir"], frames),
+                                         (paths["sharp_dir"], frames),
+                                         (paths["subframes_dir"], subframes))
+                        if asked and d.is_dir()},
     })
     if reader.truncated:
         log.warning("%s: truncated; used the %d frames that decoded", src, reader.frames_read)
     manifest.append(rec)  # last: the resume marker
     log.debug("%s: %d frames (%d skipped at scene cuts) in %.1f s (%.1f frames/s) -> %s",
-             src.name, n_out, n_skipped, elapsed, n_out / max(elapsed, 1e-9), out)
+              src.name, n_out, n_skipped, elapsed, n_out / max(elapsed, 1e-9), out)
     return {**rec, "resumed": False}
 
 
