@@ -17,7 +17,9 @@ from blursynth.log import setup_logging
 COMMANDS = {
     "flowblur": "blursynth_cli.flowblur:flowblur",
     "preview": "blursynth_cli.preview:preview",
+    "pack": "blursynth_cli.pack:pack",
     "demo": "blursynth_cli.demo:demo",
+    "check": "blursynth_cli.check:check",
 }
 
 INTERRUPTED = ("interrupted: finished outputs are kept and nothing partial was left under a "
