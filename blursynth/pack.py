@@ -73,12 +73,12 @@ def _open_writer(fmt: str, out: Path, *, encoding: str, quality: int, shard_size
     return TensorpackLmdbWriter(out, quality=quality, workers=workers, resume=True)
 
 
-def _write_runs(fmt: str, runs: list, out: Path, split: str) -> dict:
+def _write_runs(fmt: str, runs: list, out: Path, split: str, name: str | None) -> dict:
     if fmt == "basicsr":
         from .formats.basicsr_lmdb import write_basicsr_lmdb
         return write_basicsr_lmdb(runs, out)
     from .formats.layouts import write_layout
-    return write_layout(fmt, runs, out, split=split)
+    return write_layout(fmt, runs, out, split=split, name=name)
 
 
 def _remove_output(out: Path, man: Path) -> None:
@@ -97,7 +97,7 @@ def _remove_output(out: Path, man: Path) -> None:
 def pack(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, fmt: str = "native",
          params: SampleParams | None = None, seed: int = 0, encoding: str = "png",
          quality: int = 95, shard_size: int | None = None, workers: int = 2,
-         split: str = "train", overwrite: bool = False,
+         split: str = "train", name: str | None = None, overwrite: bool = False,
          show_progress: bool | None = None) -> dict:
     """Sample clips into a dataset.
 
@@ -124,6 +124,9 @@ def pack(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, fmt: st
         Encoding threads of the LMDB writers.
     split : str
         Split folder of the layouts (``train``, ``test``, ...).
+    name : str, optional
+        Dataset name inside a layout's tree (``dvd``: ``{split}_{name}``; ``afb``: the root
+        folder, default ``b-aist++``, which selects the consumer's reader).
     overwrite : bool
         Delete a previous output of pack at `out` first (otherwise it is resumed).
     show_progress : bool or None
@@ -156,6 +159,7 @@ def pack(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, fmt: st
     if overwrite and (out.exists() or man_path.exists()):
         _remove_output(out, man_path)
     run_params = {"format": fmt, "sampling": p.to_dict(), "seed": seed, "split": split,
+                  "name": name,
                   **({"encoding": encoding, "quality": quality, "shard_size": shard_size}
                      if fmt in BURST_FORMATS else {})}
     previous = [r for r in read_manifest(man_path, missing_ok=True) if r.get("status") == "ok"]
@@ -176,7 +180,7 @@ def pack(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, fmt: st
         _pack_bursts(job, bar, out, fmt, p, seed, encoding=encoding, quality=quality,
                      shard_size=shard_size, workers=workers)
     else:
-        _pack_runs(job, bar, out, fmt, p, split)
+        _pack_runs(job, bar, out, fmt, p, split, name)
     return {"out": str(out), "manifest": str(man_path), "format": fmt, "done": job.done,
             "resumed": job.resumed, "failed": job.failed, "written": job.written,
             "report": job.report, "seconds": round(time.perf_counter() - t0, 3)}
@@ -243,7 +247,7 @@ def _pack_bursts(job: _Job, clips: Iterable[Clip], out: Path, fmt: str, p: Sampl
 
 
 def _pack_runs(job: _Job, clips: Iterable[Clip], out: Path, fmt: str, p: SampleParams,
-               split: str) -> None:
+               split: str, name: str | None) -> None:
     runs, records = [], []
     for clip in clips:
         r: Counter = Counter()
@@ -258,7 +262,7 @@ def _pack_runs(job: _Job, clips: Iterable[Clip], out: Path, fmt: str, p: SampleP
         job.count(clip, r, n)
     if not runs:
         return
-    result = _write_runs(fmt, runs, out, split)
+    result = _write_runs(fmt, runs, out, split, name)
     # The files exist now: the records (resume markers) follow them.
     for rec in records:
         rec["layout"] = result

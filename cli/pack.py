@@ -85,6 +85,10 @@ def _format_help() -> str:
               show_default=True, help="Encoding threads.")
 @click.option("--split", default=default_of(pack_clips, "split"), show_default=True,
               help="Split of a folder layout (train, test, ...).")
+@click.option("--name", default=None,
+              help="Dataset name inside a layout: dvd writes {split}_{name}/ (default "
+                   "blursynth); afb writes {name}/ (default b-aist++, which makes "
+                   "Animation-from-Blur use its reader with bbox and trend files).")
 @click.option("--overwrite", is_flag=True,
               help="Delete a previous pack output at OUT first. Default: resume it.")
 @click.option("--progress/--no-progress", "show_progress", default=None,

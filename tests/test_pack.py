@@ -206,3 +206,35 @@ def test_basicsr_pairs_are_the_clip_frames(tmp_path):
     assert [k for k, _, _ in got] == [f"a/{i:08d}" for i in range(9)]
     for (_, b, s), (_, fb, fs) in zip(got, frames):
         assert np.array_equal(b, fb) and np.array_equal(s, fs)
+
+
+def test_flowblur_to_afb_trend_from_the_known_motion(tmp_path):
+    """The whole pipeline: a pan rendered with known motion, flowblur with 7 sub-frames and
+    flow files, packed as Animation-from-Blur; the trend must be the consumer's label of the
+    true motion direction, by the rule consumers.md gives."""
+    from blursynth.flowblur_video import flowblur_video
+    from blursynth.scenes import make_scene
+
+    scene = make_scene("translation", (64, 96), 3.0)
+    write_video(tmp_path / "pan.mp4", scene.frames(6), fps=25)
+    flowblur_video(tmp_path / "pan.mp4", tmp_path / "clips", subframes=7, flow_files="npy",
+                   show_progress=False)
+    res = pack([tmp_path / "clips"], tmp_path / "afb", fmt="afb", params=SampleParams(**LOOSE))
+    assert res["failed"] == [] and res["written"] == 4
+
+    # consumers.md 5(b): sign(x), sign(y); axis-aligned cases forced onto a diagonal.
+    forced = {(0, 1): (1, 1), (0, -1): (-1, -1), (1, 0): (1, -1), (-1, 0): (-1, 1)}
+    v = np.median(scene.true_flow(2, 3).reshape(-1, 2), axis=0)
+    sign = tuple(int(np.sign(c)) if abs(c) > 0.5 else 0 for c in v)
+    expected = forced.get(sign, sign)
+    trends = sorted((tmp_path / "afb").rglob("*_trend.npy"))
+    assert len(trends) == 4
+    for f in trends:
+        t = np.load(f)
+        assert t.shape == (32, 48, 2)
+        inner = t[4:-4, 4:-4].reshape(-1, 2)
+        assert (inner == expected).all(), (f, np.unique(inner, axis=0))
+    sharps = sorted((tmp_path / "afb").rglob("sharp/*.png"))
+    assert [p.name for p in sharps[:8]] == [f"00000000_{j:03d}.png" for j in range(7)] + [
+        "00000001_000.png"]
+    assert len(sharps) == 4 * 7

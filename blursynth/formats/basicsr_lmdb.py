@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import numpy as np
 from ..errors import InputFileError, OutputError, ParameterError
 from ..files import atomic_path
 from ..sampling import Run
+from .layouts import sanitise_name
 from .lmdb_io import (
     BatchedWriter, acquire_readonly, check_int, close_env, open_env, put_all, release_readonly,
 )
@@ -55,13 +55,12 @@ BLUR, SHARP = "blur.lmdb", "sharp.lmdb"
 META_INFO = "meta_info.txt"
 CLIPS_INFO = "meta_info_clips.txt"
 SEQUENCES = "sequences.json"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def sequence_name(run: Run) -> str:
     """The sequence name of a run: its clip's name (made safe for BasicSR's parsers), plus
     ``_{start:06d}`` unless the run holds the whole clip."""
-    base = _UNSAFE.sub("_", run.clip.name)
+    base = sanitise_name(run.clip.name)
     whole = run.start == 0 and run.stop == run.clip.n_frames
     return base if whole else f"{base}_{run.start:06d}"
 
