@@ -137,7 +137,7 @@ def pack(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, fmt: st
     dict
         ``out``, ``manifest``, ``format``, ``done`` (clip names packed now), ``resumed``
         (clip names already packed before), ``failed`` (list of ``{"clip", "error"}``),
-        ``written`` (samples, or frames for run formats), ``report`` (the filters' counts
+        ``written`` (samples, or the frames in the written tree for run formats), ``report`` (the filters' counts
         summed over clips, see :func:`blursynth.sampling.sample_bursts`), ``seconds``.
 
     Raises
@@ -263,6 +263,7 @@ def _pack_runs(job: _Job, clips: Iterable[Clip], out: Path, fmt: str, p: SampleP
     if not runs:
         return
     result = _write_runs(fmt, runs, out, split, name)
+    job.written = result["frames"]  # the layout may drop or cut runs (length limits)
     # The files exist now: the records (resume markers) follow them.
     for rec in records:
         rec["layout"] = result
