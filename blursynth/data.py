@@ -215,3 +215,107 @@ class LayoutDataset(_Dataset):
         if "subframes" in s.meta:
             out["subframes"] = torch.stack([to_tensor(x) for x in s.meta["subframes"]])
         return out
+
+
+# -- online camera shake ---------------------------------------------------------------------
+
+
+class ShakeTransform:
+    """Camera shake applied on the fly: to a NumPy :class:`~blursynth.sampling.Sample`, or to a
+    torch sample or batch dict on the tensors' device.
+
+    Parameters
+    ----------
+    params : blursynth.shake.ShakeParams, optional
+        Kernel model or bank, sizes, per-frame or per-burst, border, CRF (default
+        ``ShakeParams()``: ``gp`` kernels of 17, 21 or 25 px, one per frame, reflect borders).
+    seed : int
+        Run seed.
+    epoch : int, optional
+        None: an item gets the same kernels every time it is read, and exactly those the
+        offline stage (``blursynth shake``, :func:`blursynth.shake_files.shake_lmdb`) gives it
+        with the same seed. An int: fresh kernels per epoch (see :meth:`set_epoch`).
+
+    Notes
+    -----
+    Item ``id`` at epoch ``e`` draws from ``item_rng(seed, key, "shake")`` with ``key = id``
+    (epoch None) or ``f"{id}@epoch{e}"``: the result depends only on (seed, sample id, epoch),
+    never on workers, batch composition or order.
+
+    - ``transform(sample)``: a new Sample with shaken blurry frames and ``meta["shake"]`` (the
+      kernel infos); the CRF is ``params.crf``, else ``sample.meta["crf"]``, else srgb. Use it
+      inside a Dataset, e.g. over :class:`LayoutBursts` or :func:`iter_native_lmdb`.
+    - ``transform(batch)``: a dict with ``"blurry"`` ``(B, T, 3, H, W)`` (or one sample's
+      ``(T, 3, H, W)``) float encoded values in [0, 1], as :class:`NativeLmdbDataset` and a
+      ``DataLoader`` give, and ``"id"`` (a str per item; else ``"index"``). Returns a new dict
+      whose ``"blurry"`` is linearised with the CRF (``params.crf``, else srgb), convolved
+      with :func:`blursynth.convolve.convolve_torch` on its device (a GPU batch stays on the
+      GPU) and re-encoded on the 8-bit grid; with ``border="valid"`` ``"blurry"`` and
+      ``"sharp"`` are cropped by the margin. Kernels are generated on the CPU (a bank,
+      ``ShakeParams(bank=...)``, is the fastest source).
+
+    set_epoch is called in the process that applies the transform: for the batch form that is
+    the training loop; inside a Dataset with ``persistent_workers=True`` the workers keep the
+    epoch they were started with.
+
+    Examples
+    --------
+    >>> from blursynth.shake import ShakeParams                        # doctest: +SKIP
+    >>> shake = ShakeTransform(ShakeParams(sizes=(17, 21, 25)), seed=1) # doctest: +SKIP
+    >>> for epoch in range(100):                                       # doctest: +SKIP
+    ...     shake.set_epoch(epoch)
+    ...     for batch in loader:
+    ...         batch = shake({**batch, "blurry": batch["blurry"].cuda()})
+    """
+
+    def __init__(self, params=None, seed: int = 0, *, epoch: int | None = None):
+        from .shake import ShakeParams
+
+        self.params = params if params is not None else ShakeParams()
+        if not isinstance(self.params, ShakeParams):
+            raise ParameterError(f"params: expected a ShakeParams, got {type(params).__name__}")
+        self.seed = int(seed)
+        self.epoch = epoch
+
+    def set_epoch(self, epoch: int | None) -> None:
+        """Draw fresh kernels for `epoch` (None: the epoch-free, offline-identical ones)."""
+        self.epoch = None if epoch is None else int(epoch)
+
+    def key(self, item_id: str) -> str:
+        """The item key of the random stream for `item_id` at the current epoch."""
+        return str(item_id) if self.epoch is None else f"{item_id}@epoch{self.epoch}"
+
+    def __call__(self, item):
+        from .shake import shake_sample
+
+        if isinstance(item, Sample):
+            return shake_sample(item, self.params, self.seed, key=self.key(item.id))
+        if isinstance(item, dict) and "blurry" in item:
+            return self._tensors(item)
+        raise ParameterError(f"ShakeTransform: expected a Sample or a dict with 'blurry', got "
+                             f"{type(item).__name__}")
+
+    def _tensors(self, batch: dict) -> dict:
+        _require_torch()
+        from .shake import shake_batch, shake_margin
+
+        blurry = batch["blurry"]
+        single = isinstance(blurry, torch.Tensor) and blurry.ndim == 4
+        ids = batch.get("id", batch.get("index"))
+        if ids is None:
+            raise ParameterError("ShakeTransform: the batch needs 'id' (or 'index') per item "
+                                 "to draw reproducible kernels")
+        if single or isinstance(ids, (str, int)) or (isinstance(ids, torch.Tensor) and ids.ndim == 0):
+            ids = [ids]
+        ids = [str(i.item() if isinstance(i, torch.Tensor) else i) for i in ids]
+        out, _ = shake_batch(blurry[None] if single else blurry,
+                             [self.key(i) for i in ids], self.params, self.seed)
+        new = dict(batch)
+        new["blurry"] = out[0] if single else out
+        m = shake_margin(self.params)
+        if m and isinstance(batch.get("sharp"), torch.Tensor):
+            new["sharp"] = batch["sharp"][..., m:-m, m:-m]
+        return new
+
+
+__all__ += ["ShakeTransform"]

@@ -18,8 +18,10 @@ COMMANDS = {
     "flowblur": "blursynth_cli.flowblur:flowblur",
     "preview": "blursynth_cli.preview:preview",
     "pack": "blursynth_cli.pack:pack",
+    "shake": "blursynth_cli.shake:shake",
     "demo": "blursynth_cli.demo:demo",
     "check": "blursynth_cli.check:check",
+    "kernels": "blursynth_cli.kernels:kernels",
 }
 
 INTERRUPTED = ("interrupted: finished outputs are kept and nothing partial was left under a "
