@@ -18,7 +18,7 @@ Both generate kernels of the same model (Matern-3/2 Gaussian-process trajectorie
   check, normalise. The Cholesky factor is computed once per size before timing.
 
 Reported per size K: kernels per second (best of ``--repeat``), the speed ratio, and the extent
-statistics of both (support above 1% of the maximum, :func:`blursynth.psf.kernel_stats`, as the
+statistics of both (support above 1% of the maximum, :func:`blursynth.kernel_bank.kernel_stats`, as the
 seed's measured table) as mean and standard deviation of extent / K. Goal: ours >= 10x the
 seed's rate at matching statistics. About 20 s on 2 cores with the defaults.
 """
@@ -33,7 +33,8 @@ import numpy as np
 
 from common import machine_line, markdown_table
 
-from blursynth.psf import kernel_bank, kernel_stats, make_kernel
+from blursynth.kernel_bank import kernel_stats
+from blursynth.psf import kernel_bank, make_kernel
 from blursynth.seeding import item_rng
 
 GOAL_RATIO = 10.0

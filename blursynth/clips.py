@@ -91,7 +91,8 @@ class Clip:
     fps : float or None
         Frame rate, when known.
     crf : str
-        Camera response the frames are encoded with (from the manifest; default ``"srgb"``).
+        Camera response the frames are encoded with (from flowblur's or shake's manifest;
+        default ``"srgb"``).
     exposure : float or None
         Exposure in input frame intervals (flowblur clips).
     source_frames : list of int or None
@@ -218,13 +219,15 @@ def _image_names(folder: Path) -> list[str]:
 
 
 def _flowblur_records(folder: Path) -> tuple[dict, dict]:
-    """Video records and per-frame source indices from a folder's flowblur.jsonl."""
+    """Video records and per-frame source indices from the stage manifests in `folder`.
+
+    ``flowblur.jsonl`` gives them directly; ``shake.jsonl`` (clips whose blurry frames
+    ``blursynth shake`` re-blurred) carries the same facts in each clip's record.
+    """
     videos: dict[str, dict] = {}
     frames: dict[str, dict[int, int]] = {}
     m = folder / "flowblur.jsonl"
-    if not m.is_file():
-        return videos, frames
-    for rec in read_manifest(m):
+    for rec in read_manifest(m) if m.is_file() else []:
         item = rec.get("item")
         if rec.get("status") != "ok" or not isinstance(item, str):
             continue
@@ -233,6 +236,14 @@ def _flowblur_records(folder: Path) -> tuple[dict, dict]:
                 frames.setdefault(rec["video"], {})[rec["output_index"]] = rec["centre_frame"]
         else:
             videos[item] = rec
+    m = folder / "shake.jsonl"
+    for rec in read_manifest(m) if m.is_file() else []:
+        item = rec.get("item")
+        if rec.get("status") == "ok" and isinstance(item, str) and "clip" in rec:
+            videos[item] = {"frames_out": rec["clip"].get("frames"),
+                            "params": {"crf": rec.get("crf"), "exposure": rec.get("exposure")}}
+            if rec.get("source_frames"):
+                frames[item] = dict(enumerate(rec["source_frames"]))
     return videos, frames
 
 

@@ -75,7 +75,7 @@ class ShakeParams:
         Kernel model, a key of :data:`blursynth.psf.MODELS` (``gp`` = the seed project's
         Matern Gaussian-process trajectories). Ignored (recorded as None) with `bank`.
     bank : str or None
-        A kernel bank (``.npz``, ``.mat`` or a PNG folder; :func:`blursynth.psf.load_bank`):
+        A kernel bank (``.npz``, ``.mat`` or a PNG folder; :func:`blursynth.kernel_bank.load_bank`):
         kernels are drawn uniformly from it instead of generated. Stored as an absolute path.
     sizes : tuple of int
         Kernel sizes K (odd, >= 3, pixels) drawn uniformly, one per burst; without `extent` the
@@ -177,7 +177,7 @@ class ShakeParams:
 
 @lru_cache(maxsize=4)
 def _bank(path: str, stamp: tuple) -> np.ndarray:
-    from .psf import load_bank
+    from .kernel_bank import load_bank
 
     bank = np.asarray(load_bank(path))
     if bank.ndim != 3 or bank.shape[0] == 0 or bank.shape[1] != bank.shape[2]:
@@ -197,7 +197,7 @@ def load_kernels(path: PathLike) -> np.ndarray:
     Parameters
     ----------
     path : path
-        ``.npz``, ``.mat`` or a folder of PNGs (:func:`blursynth.psf.load_bank`).
+        ``.npz``, ``.mat`` or a folder of PNGs (:func:`blursynth.kernel_bank.load_bank`).
 
     Returns
     -------

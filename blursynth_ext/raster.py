@@ -20,7 +20,7 @@ Rasterisation turns a trajectory, sampled at equal time steps, into a kernel:
 Implementations: :func:`rasterize_reference` (NumPy, one kernel, for tests) and
 :func:`rasterize_cpu` (numba, a batch in parallel; a kernel's bits do not depend on the batch
 it was computed in). :func:`splat_reference` / :func:`splat_cpu` are step 5 alone, for moving
-existing kernels (:func:`blursynth.psf.load_bank` re-centring). :func:`matern32_walk` and
+existing kernels (:func:`blursynth.kernel_bank.load_bank` re-centring). :func:`matern32_walk` and
 :func:`boracchi_walk` draw trajectories from given normals and uniforms; their ``.py_func``
 (plain Python) is the reference.
 """

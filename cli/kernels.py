@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from blursynth import psf
+from blursynth import kernel_bank, psf
 from blursynth.errors import ParameterError
 
 from .common import default_of
@@ -108,7 +108,7 @@ HELP = """Make a bank of camera-shake blur kernels.
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The bank to write, ending in .npz (kernels float32 (N, K, K) under "
                    "'kernels', the parameters as JSON under 'meta').")
-@click.option("--preview/--no-preview", default=default_of(psf.write_bank, "preview"),
+@click.option("--preview/--no-preview", default=default_of(kernel_bank.write_bank, "preview"),
               show_default=True,
               help="Also write OUT_STEM_preview.png: the first 64 kernels, each scaled to its "
                    "maximum.")
@@ -123,7 +123,7 @@ def kernels(ctx: click.Context, params: tuple[tuple[str, Any], ...], **options) 
         raise click.BadParameter(f"{clash[0]} is an option of its own: use --"
                                  f"{clash[0].replace('_', '-')}", ctx=ctx, param_hint="--param")
     try:
-        result = psf.write_bank(options.pop("out"), options.pop("model"), options.pop("count"),
+        result = kernel_bank.write_bank(options.pop("out"), options.pop("model"), options.pop("count"),
                                 options.pop("size"), options.pop("seed"), **options, **extra)
     except ParameterError as e:
         name = str(e).split(":")[0]
@@ -134,4 +134,4 @@ def kernels(ctx: click.Context, params: tuple[tuple[str, Any], ...], **options) 
                f"{meta['size']} x {meta['size']} px (seed {meta['seed']}) in "
                f"{result['seconds']:.1f} s"
                + (f"; preview: {result['preview']}" if result["preview"] else ""))
-    click.echo(psf.format_summary(result["stats"]))
+    click.echo(kernel_bank.format_summary(result["stats"]))

@@ -22,7 +22,10 @@ def _png_dir(d, frames):
         cv2.imwrite(str(d / f"{i:06d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
 
 
-def test_flowblur_output_with_manifest(tmp_path):
+def _flowblur_folder(tmp_path):
+    """A folder like flowblur's output: lossless videos and a manifest (gamma 2.2, exposure
+    0.5, a skipped stretch of source frames)."""
+    tmp_path.mkdir(exist_ok=True)
     sharp = _frames(6)
     blurry = np.ascontiguousarray(sharp[:, :, ::-1])  # any content that differs
     write_video(tmp_path / "a_blurry.mp4", blurry, fps=25)
@@ -33,6 +36,11 @@ def test_flowblur_output_with_manifest(tmp_path):
     recs.append({"stage": "flowblur", "item": "a", "status": "ok", "frames_out": 6,
                  "fps_out": 12.5, "params": {"crf": "gamma:2.2", "exposure": 0.5}})
     (tmp_path / "flowblur.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return blurry, sharp
+
+
+def test_flowblur_output_with_manifest(tmp_path):
+    blurry, sharp = _flowblur_folder(tmp_path)
     (clip,) = find_clips([tmp_path])
     assert (clip.name, clip.n_frames, clip.height, clip.width) == ("a", 6, 48, 64)
     assert (clip.crf, clip.exposure, clip.fps) == ("gamma:2.2", 0.5, 12.5)
@@ -112,3 +120,14 @@ def test_short_sharp_video_is_reported(tmp_path):
     clip.n_frames = 4
     with pytest.raises(InputFileError, match=r"v_sharp\.mp4: ends after 2 frames, expected 4"):
         list(clip.frames())
+
+
+def test_shaken_clips_keep_crf_exposure_and_source_frames(tmp_path):
+    from blursynth.shake import ShakeParams
+    from blursynth.shake_files import shake_clips
+
+    _flowblur_folder(tmp_path / "src")
+    shake_clips([tmp_path / "src"], tmp_path / "out", ShakeParams(model="line", sizes=(5,)))
+    (clip,) = find_clips([tmp_path / "out"])
+    assert (clip.name, clip.n_frames, clip.crf, clip.exposure) == ("a", 6, "gamma:2.2", 0.5)
+    assert clip.source_frames == [1, 2, 3, 7, 8, 9]

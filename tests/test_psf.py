@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 from click.testing import CliRunner
 
-from blursynth import psf
+from blursynth import kernel_bank, psf
 from blursynth.errors import InputFileError, ParameterError
 from blursynth.seeding import item_rng
 from blursynth_ext import raster
@@ -191,7 +191,7 @@ def test_boracchi_exposures_are_nested():
         assert (np.diff(w, axis=0) >= 0).all()  # a longer exposure covers the shorter's path
         ks = psf.exposure_kernels(traj, 33, fractions, extent=24.0)
         assert_contract(ks, 33)
-        ext = [psf.kernel_stats(k)["extent"] for k in ks]
+        ext = [kernel_bank.kernel_stats(k)["extent"] for k in ks]
         # Non-decreasing up to one pixel (sub-pixel phase of each kernel's own centring and
         # the 1% threshold), and strictly growing from the shortest to the full exposure.
         assert min(np.diff(ext)) >= -1 and ext[-1] > ext[0]
@@ -236,7 +236,7 @@ def test_gp_extent_matches_the_seeds_table(size, table):
     # The seed's measured support extent (research notes 1.3: 50-200 kernels per size; our
     # re-implementation of it measures 11.2, 15.5, 21.7). Tolerance: mean within 8%.
     bank = psf.kernel_bank("gp", 1000, size, seed=11)
-    ext = np.array([psf.kernel_stats(k)["extent"] for k in bank])
+    ext = np.array([kernel_bank.kernel_stats(k)["extent"] for k in bank])
     assert abs(ext.mean() - table) < 0.08 * table
     assert 0.09 * size < ext.std() < 0.17 * size  # seed: 0.12 K
     assert np.percentile(ext, 5) >= 0.35 * size
@@ -299,20 +299,20 @@ def test_banks_are_reproducible_and_kernels_regenerate_alone(model):
 def test_kernel_stats_known_answers():
     d = np.zeros((9, 9))
     d[4, 4] = 1
-    s = psf.kernel_stats(d)
+    s = kernel_bank.kernel_stats(d)
     assert (s["extent"], s["length"], s["curvature"], s["centroid"]) == (1, 0.0, 0.0, (4.0, 4.0))
     line = psf.make_kernel("line", 17, np.random.default_rng(0), extent=10.0, angle=0.0)
-    s = psf.kernel_stats(line)
+    s = kernel_bank.kernel_stats(line)
     assert s["extent"] == 11 and s["length"] == 10.0 and s["curvature"] == 0.0
     assert s["centroid_error"] < 1e-5
     diag = np.eye(9)[::-1] * (np.arange(9)[:, None] >= 2) * (np.arange(9)[:, None] <= 6)
-    s = psf.kernel_stats(diag)
+    s = kernel_bank.kernel_stats(diag)
     assert s["extent"] == 5 and s["length"] == pytest.approx(4 * math.sqrt(2))
     assert s["curvature"] == pytest.approx(0.0, abs=1e-9)
     corner = np.zeros((11, 11))
     corner[5, 1:6] = 1
     corner[1:6, 5] = 1
-    s = psf.kernel_stats(corner)
+    s = kernel_bank.kernel_stats(corner)
     # The skeleton cuts the corner pixel: two 3-px arms and one diagonal link.
     assert s["extent"] == 5 and s["length"] == pytest.approx(6 + math.sqrt(2))
     assert s["curvature"] > 0.25
@@ -322,19 +322,19 @@ def test_kernel_stats_known_answers():
 
 def test_bank_stats_and_summary():
     bank = psf.kernel_bank("gp", 50, 17)
-    st = psf.bank_stats(bank, bins=5)
+    st = kernel_bank.bank_stats(bank, bins=5)
     assert st["count"] == 50 and st["size"] == 17
     for name in ("extent", "length", "curvature", "centroid_error"):
         counts, edges = st["histogram"][name]
         assert counts.sum() == 50 and len(edges) == 6 and st[name].shape == (50,)
         assert st["summary"][name]["mean"] == pytest.approx(st[name].mean())
-    text = psf.format_summary(st)
+    text = kernel_bank.format_summary(st)
     assert "50 kernels of 17 x 17 px" in text and "extent (px)" in text and "#" in text
 
 
 def test_preview_grid_layout():
     bank = psf.kernel_bank("line", 10, 9, extent=6.0)
-    img = psf.preview_grid(bank, cols=4)  # zoom 96 // 9 = 10: 90 px tiles, 2 px gaps
+    img = kernel_bank.preview_grid(bank, cols=4)  # zoom 96 // 9 = 10: 90 px tiles, 2 px gaps
     assert img.shape == (2 + 3 * 92, 2 + 4 * 92, 3) and img.dtype == np.uint8
     assert img[2:92, 2:92].max() == 255
 
@@ -354,18 +354,18 @@ def sample_bank(n=4, size=9):
 
 def test_npz_round_trip_with_meta(tmp_path):
     bank = psf.kernel_bank("gp", 5, 17)
-    p = psf.save_bank(tmp_path / "sub" / "bank.npz", bank, {"model": "gp", "seed": 0})
-    assert np.array_equal(psf.load_bank(p), bank)
-    meta = psf.bank_meta(p)
+    p = kernel_bank.save_bank(tmp_path / "sub" / "bank.npz", bank, {"model": "gp", "seed": 0})
+    assert np.array_equal(kernel_bank.load_bank(p), bank)
+    meta = kernel_bank.bank_meta(p)
     assert meta["model"] == "gp" and meta["format"].startswith("blursynth.psf.bank")
     assert [f.name for f in (tmp_path / "sub").iterdir()] == ["bank.npz"]  # no temporaries
     # Any .npz: the first array, unnormalised values are normalised; one 2-D kernel is a bank.
     np.savez(tmp_path / "other.npz", a=sample_bank() * 3)
-    assert np.allclose(psf.load_bank(tmp_path / "other.npz"), sample_bank(), atol=1e-7)
+    assert np.allclose(kernel_bank.load_bank(tmp_path / "other.npz"), sample_bank(), atol=1e-7)
     np.save(tmp_path / "one.npy", sample_bank()[0])
-    assert psf.load_bank(tmp_path / "one.npy").shape == (1, 9, 9)
+    assert kernel_bank.load_bank(tmp_path / "one.npy").shape == (1, 9, 9)
     with pytest.raises(ParameterError, match="path: expected a file name ending in .npz"):
-        psf.save_bank(tmp_path / "bank.npy", bank)
+        kernel_bank.save_bank(tmp_path / "bank.npy", bank)
 
 
 @pytest.mark.parametrize("layout", ["KxKxN", "NxKxK", "cell", "single"])
@@ -382,7 +382,7 @@ def test_mat_banks_load(tmp_path, layout):
     else:
         var, bank = bank[2], bank[2:3]
     scipy.io.savemat(tmp_path / "k.mat", {"K": var})
-    assert np.allclose(psf.load_bank(tmp_path / "k.mat"), bank, atol=1e-7)
+    assert np.allclose(kernel_bank.load_bank(tmp_path / "k.mat"), bank, atol=1e-7)
 
 
 def test_folders_of_mat_and_png_kernels(tmp_path):
@@ -391,29 +391,29 @@ def test_folders_of_mat_and_png_kernels(tmp_path):
     sbdd.mkdir()
     for i, k in enumerate(bank):  # SBDD's layout: kernelNNNN.mat, one K each
         scipy.io.savemat(sbdd / f"kernel{i:04d}.mat", {"K": k})
-    assert np.allclose(psf.load_bank(sbdd), bank, atol=1e-7)
+    assert np.allclose(kernel_bank.load_bank(sbdd), bank, atol=1e-7)
     pngs = tmp_path / "png"
     pngs.mkdir()
     for i, k in enumerate(bank):
         cv2.imwrite(str(pngs / f"k{i}.png"), np.round(k / k.max() * 65535).astype(np.uint16))
     (pngs / ".hidden.png").write_bytes(b"not a png")
-    assert np.allclose(psf.load_bank(pngs), bank, atol=1e-4)
+    assert np.allclose(kernel_bank.load_bank(pngs), bank, atol=1e-4)
 
 
 def test_off_centre_kernels_are_recentred(tmp_path):
     k = np.zeros((1, 9, 9))
     k[0, 4, 3], k[0, 4, 6] = 0.25, 0.75  # centroid x = 5.25: 1.25 px right of the centre
     np.save(tmp_path / "k.npy", k)
-    got = psf.load_bank(tmp_path / "k.npy")
+    got = kernel_bank.load_bank(tmp_path / "k.npy")
     # Masses move to x = 1.75 and 4.75 and split bilinearly (worked by hand).
     assert np.allclose(got[0, 4], [0, 0.0625, 0.1875, 0, 0.1875, 0.5625, 0, 0, 0], atol=1e-7)
-    assert np.array_equal(psf.load_bank(tmp_path / "k.npy", center=False), k.astype(np.float32))
+    assert np.array_equal(kernel_bank.load_bank(tmp_path / "k.npy", center=False), k.astype(np.float32))
     # Mass that would fall off the border grows the bank (here by 2 px a side).
     k = np.zeros((2, 5, 5))
     k[0, 2, 0], k[0, 2, 4] = 0.9, 0.1  # centroid x = 0.4, 1.6 px left of the centre
     k[1, 2, 2] = 1.0
     np.save(tmp_path / "k2.npy", k)
-    got = psf.load_bank(tmp_path / "k2.npy")
+    got = kernel_bank.load_bank(tmp_path / "k2.npy")
     assert got.shape == (2, 9, 9)
     assert np.allclose(got[0, 4], [0, 0, 0, 0.36, 0.54, 0, 0, 0.04, 0.06], atol=1e-7)
     assert got[1, 4, 4] == 1.0
@@ -425,7 +425,7 @@ def test_bad_banks_give_clear_errors(tmp_path):
         p = tmp_path / name
         np.save(p, array) if name.endswith(".npy") else scipy.io.savemat(p, {"K": array})
         with pytest.raises(InputFileError, match=match) as e:
-            psf.load_bank(p)
+            kernel_bank.load_bank(p)
         assert name in str(e.value)
 
     good = sample_bank()
@@ -443,33 +443,33 @@ def test_bad_banks_give_clear_errors(tmp_path):
     tiny = good.copy()
     tiny[0, 0, 0] = -1e-9  # round-off of the tool that made the bank: clipped, accepted
     np.save(tmp_path / "tiny.npy", tiny)
-    assert psf.load_bank(tmp_path / "tiny.npy").min() == 0
+    assert kernel_bank.load_bank(tmp_path / "tiny.npy").min() == 0
     scipy.io.savemat(tmp_path / "vars.mat", {"a": good[0], "b": good[1]})
     with pytest.raises(InputFileError, match="expected a variable 'K', found a, b"):
-        psf.load_bank(tmp_path / "vars.mat")
+        kernel_bank.load_bank(tmp_path / "vars.mat")
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
     with pytest.raises(InputFileError, match="junk.npz: not a readable .npz file"):
-        psf.load_bank(tmp_path / "junk.npz")
+        kernel_bank.load_bank(tmp_path / "junk.npz")
     (tmp_path / "junk.txt").write_text("x")
     with pytest.raises(InputFileError, match="unsupported kernel file type"):
-        psf.load_bank(tmp_path / "junk.txt")
+        kernel_bank.load_bank(tmp_path / "junk.txt")
     with pytest.raises(InputFileError, match="no such file"):
-        psf.load_bank(tmp_path / "missing.npz")
+        kernel_bank.load_bank(tmp_path / "missing.npz")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputFileError, match="no kernel files"):
-        psf.load_bank(empty)
+        kernel_bank.load_bank(empty)
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     np.save(mixed / "a.npy", good)
     np.save(mixed / "b.npy", sample_bank(size=11))
     with pytest.raises(InputFileError, match="b.npy: kernels of 11 x 11, but a.npy has 9 x 9"):
-        psf.load_bank(mixed)
+        kernel_bank.load_bank(mixed)
     colour = np.zeros((9, 9, 3), np.uint8)
     colour[4, 4] = (255, 0, 0)
     cv2.imwrite(str(tmp_path / "c.png"), colour)
     with pytest.raises(InputFileError, match="c.png: a colour image"):
-        psf.load_bank(tmp_path / "c.png")
+        kernel_bank.load_bank(tmp_path / "c.png")
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -480,11 +480,11 @@ def test_cli_writes_bank_preview_and_summary(tmp_path):
                                  "17", "--extent", "4:12", "-p", "anxiety=0.005", "--seed", "3",
                                  "--out", str(out)])
     assert r.exit_code == 0, r.output
-    bank = psf.load_bank(out)
+    bank = kernel_bank.load_bank(out)
     assert bank.shape == (30, 17, 17)
     assert np.array_equal(bank, psf.kernel_bank("boracchi", 30, 17, 3, extent=(4.0, 12.0),
                                                 anxiety=0.005))
-    meta = psf.bank_meta(out)
+    meta = kernel_bank.bank_meta(out)
     assert meta["params"]["anxiety"] == 0.005 and meta["extent"] == [4.0, 12.0]
     preview = cv2.imread(str(tmp_path / "bank_preview.png"))
     assert preview is not None and preview.shape[0] > 100
