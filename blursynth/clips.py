@@ -32,7 +32,7 @@ from .flow import read_flo
 from .manifest import read_manifest
 from .video import VideoReader, probe
 
-__all__ = ["Clip", "find_clips", "read_image"]
+__all__ = ["Clip", "collect_clips", "find_clips", "read_image"]
 
 log = logging.getLogger(__name__)
 
@@ -360,3 +360,39 @@ def _skip(d: Path, root: Path) -> bool:
     rel = d.relative_to(root).parts
     return any(part.startswith(".") or part in ("blurry", "sharp")
                or part.endswith(("_blurry", "_sharp", "_subframes", "_flow")) for part in rel)
+
+
+def collect_clips(paths: Iterable[str | os.PathLike]) -> tuple[list[Clip], list[tuple[str, Exception]]]:
+    """:func:`find_clips` for each path on its own, for batch drivers that go on past a bad one.
+
+    Parameters
+    ----------
+    paths : iterable of path
+        As :func:`find_clips`.
+
+    Returns
+    -------
+    clips : list of Clip
+        In the order of `paths`, each path's clips sorted by name.
+    errors : list of (str, InputFileError)
+        The path that failed and why, including a clip whose name another path already used
+        (names seed the random draws and key the manifests, so they must be unique).
+    """
+    clips: list[Clip] = []
+    errors: list[tuple[str, Exception]] = []
+    seen: dict[str, Clip] = {}
+    for path in paths:
+        try:
+            found = find_clips([path])
+        except InputFileError as e:
+            errors.append((str(path), e))
+            continue
+        for c in found:
+            other = seen.get(c.name)
+            if other is not None and other.blurry.resolve() != c.blurry.resolve():
+                errors.append((str(c.blurry), InputFileError(
+                    c.blurry, f"clip name {c.name!r} is also used by {other.blurry}")))
+            elif other is None:
+                seen[c.name] = c
+                clips.append(c)
+    return clips, errors

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from .clips import Clip, find_clips
+from .clips import Clip, collect_clips
 from .errors import BlursynthError, ParameterError
 from .log import progress
 from .manifest import Manifest, base_record, read_manifest
@@ -168,12 +168,9 @@ def pack(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, fmt: st
             f"{out}: was packed with other parameters (see {man_path}); pass --overwrite to "
             "start again, or choose another output")
     job = _Job(Manifest(man_path), run_params, seed)
-    clips: list[Clip] = []
-    for path in inputs:
-        try:
-            clips.extend(find_clips([path]))
-        except BlursynthError as e:
-            job.fail(str(path), e)
+    clips, errors = collect_clips(inputs)
+    for path, e in errors:
+        job.fail(path, e)
     bar = progress(clips, desc=f"pack {fmt}", unit="clip",
                    disable=None if show_progress is None else not show_progress)
     if fmt in BURST_FORMATS:

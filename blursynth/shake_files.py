@@ -25,7 +25,7 @@ import cv2
 import msgpack
 import numpy as np
 
-from .clips import IMAGE_EXTS, Clip, find_clips, read_image
+from .clips import IMAGE_EXTS, Clip, collect_clips, read_image
 from .errors import BlursynthError, InputFileError, OutputError, ParameterError
 from .files import atomic_path, file_identity, output_error
 from .log import progress
@@ -309,12 +309,9 @@ def shake_clips(inputs: Iterable[PathLike], out_dir: PathLike,
             raise ParameterError(f"out: {out} is inside the input folder {x}; a later run would "
                                  "take its outputs as clips: choose a folder outside it")
     job = _Job(out / MANIFEST, p, seed, overwrite, out)
-    clips: list[Clip] = []
-    for path in inputs:
-        try:
-            clips.extend(find_clips([path]))
-        except BlursynthError as e:
-            job.fail(str(path), e)
+    clips, errors = collect_clips(inputs)
+    for path, e in errors:
+        job.fail(path, e)
     frames = 0
     for clip in _bar(clips, "shake clips", "clip", show_progress):
         outputs = [out / f"{clip.name}_blurry", out / f"{clip.name}_sharp"]

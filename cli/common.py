@@ -113,3 +113,28 @@ class SizeType(click.ParamType):
         if not m:
             self.fail(f"expected HEIGHTxWIDTH in pixels, e.g. 360x640, got {value!r}", param, ctx)
         return int(m.group(1)), int(m.group(2))
+
+
+class RangeType(click.ParamType):
+    """``X`` -> X, or ``LO:HI`` / ``LO,HI`` -> ``(LO, HI)``: a range drawn uniformly per item.
+
+    With ``pair=True`` a single value X gives ``(X, X)``, so the result is always a pair.
+    """
+
+    name = "X|LO:HI"
+
+    def __init__(self, pair: bool = False):
+        self.pair = pair
+
+    def convert(self, value: Any, param, ctx) -> float | tuple[float, float]:
+        if isinstance(value, tuple) or (isinstance(value, (int, float)) and not self.pair):
+            return value
+        try:
+            parts = [float(v) for v in re.split(r"[:,]", str(value))]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2):
+            self.fail(f"expected a number or a range LO:HI, got {value!r}", param, ctx)
+        if len(parts) == 1 and not self.pair:
+            return parts[0]
+        return parts[0], parts[-1]

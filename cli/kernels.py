@@ -10,7 +10,7 @@ import click
 from blursynth import kernel_bank, psf
 from blursynth.errors import ParameterError
 
-from .common import default_of
+from .common import RangeType, default_of
 
 SHORT = "Camera-shake blur kernels: a bank (.npz), a preview PNG and its statistics."
 
@@ -20,23 +20,6 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "random"
     return ":".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v:g}"
-
-
-class RangeType(click.ParamType):
-    """``X`` -> X; ``LO:HI`` -> (LO, HI), a range drawn uniformly per kernel."""
-
-    name = "X|LO:HI"
-
-    def convert(self, value: Any, param, ctx) -> float | tuple[float, float]:
-        if isinstance(value, (int, float, tuple)):
-            return value
-        try:
-            parts = [float(v) for v in str(value).split(":")]
-        except ValueError:
-            parts = []
-        if len(parts) not in (1, 2):
-            self.fail(f"expected a number or a range LO:HI, got {value!r}", param, ctx)
-        return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
 class ModelParam(click.ParamType):

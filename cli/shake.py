@@ -12,7 +12,7 @@ from blursynth.errors import ParameterError
 from blursynth.shake import ShakeParams
 from blursynth.shake_files import KINDS, shake as shake_inputs
 
-from .common import build, default_of
+from .common import RangeType, build, default_of
 
 _D = ShakeParams.__dataclass_fields__
 
@@ -44,23 +44,6 @@ class IntList(click.ParamType):
                       param, ctx)
 
 
-class Range(click.ParamType):
-    """``MIN,MAX`` (or one value) -> ``(min, max)`` floats."""
-
-    name = "MIN,MAX"
-
-    def convert(self, value: Any, param, ctx) -> tuple[float, float]:
-        if isinstance(value, tuple):
-            return value
-        try:
-            v = [float(x) for x in str(value).split(",")]
-        except ValueError:
-            v = []
-        if len(v) not in (1, 2):
-            self.fail(f"expected MIN,MAX in pixels, e.g. 5,30, got {value!r}", param, ctx)
-        return (v[0], v[-1])
-
-
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path),
                 metavar="INPUTS...")
@@ -83,7 +66,7 @@ class Range(click.ParamType):
               help="Kernel sizes K in pixels (odd, >= 3), one drawn per burst; without "
                    "--extent a larger K means a longer blur. The seed project trained with "
                    "17,21,25.")
-@click.option("--extent", type=Range(), metavar="MIN,MAX",
+@click.option("--extent", type=RangeType(pair=True), metavar="MIN:MAX",
               help="Blur extent range in pixels, one value drawn per burst; MAX must fit the "
                    "smallest size (<= K-1). Default: the model's own scale for the size.")
 @click.option("--per-frame/--per-burst", "per_frame", default=_default("per_frame"),

@@ -238,3 +238,12 @@ def test_flowblur_to_afb_trend_from_the_known_motion(tmp_path):
     assert [p.name for p in sharps[:8]] == [f"00000000_{j:03d}.png" for j in range(7)] + [
         "00000001_000.png"]
     assert len(sharps) == 4 * 7
+
+
+def test_same_clip_name_from_two_inputs_fails_the_second(tmp_path):
+    first = make_clips(tmp_path / "one", names=("a",))
+    second = make_clips(tmp_path / "two", names=("a",))
+    res = pack([first, second], tmp_path / "o.lmdb", params=PARAMS)
+    assert res["done"] == ["a"] and res["written"] == 6
+    (f,) = res["failed"]
+    assert "two/a_blurry.mp4: clip name 'a' is also used by" in f["error"]
