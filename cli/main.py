@@ -15,10 +15,12 @@ from blursynth.log import setup_logging
 #: command is one line here; its module is imported only when the command is used (or listed
 #: by --help), so a heavy dependency of one command does not slow down the others.
 COMMANDS = {
+    "fetch": "blursynth_cli.fetch:fetch",
     "flowblur": "blursynth_cli.flowblur:flowblur",
     "preview": "blursynth_cli.preview:preview",
     "pack": "blursynth_cli.pack:pack",
     "shake": "blursynth_cli.shake:shake",
+    "segblur": "blursynth_cli.segblur:segblur",
     "demo": "blursynth_cli.demo:demo",
     "check": "blursynth_cli.check:check",
     "kernels": "blursynth_cli.kernels:kernels",
