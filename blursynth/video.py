@@ -72,6 +72,7 @@ import numpy.typing as npt
 from .errors import InputFileError, OutputError, ParameterError, TruncatedVideoError, VideoError
 
 __all__ = [
+    "VIDEO_SUFFIXES",
     "VideoInfo",
     "probe",
     "VideoReader",
@@ -83,6 +84,8 @@ __all__ = [
     "VIDEO_EXTENSIONS",
 ]
 
+#: Extensions of the video files taken from a folder.
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 logger = logging.getLogger("blursynth")
 
 #: Output extensions :class:`VideoWriter` accepts, with the ffmpeg muxer used for each.

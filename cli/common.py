@@ -11,11 +11,10 @@ from typing import Any, Callable, Iterable
 import click
 
 from blursynth.errors import ParameterError
+from blursynth.video import VIDEO_SUFFIXES
 
 log = logging.getLogger("blursynth")
 
-#: Extensions of the files taken from an input folder.
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 #: Names flowblur gives its outputs (NAME + suffix + extension); see expand_inputs.
 _OUTPUT_TAGS = ("_blurry", "_sharp", "_flow")
 

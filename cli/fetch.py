@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from blursynth.errors import ParameterError
-from blursynth.fetch import PARTIAL_DIR, fetch as fetch_videos, parse_section
+from blursynth.fetch import PARTIAL_DIR, fetch as fetch_videos
+from blursynth.sources import parse_section
 
 from .common import default_of
 

@@ -14,10 +14,8 @@ from click.testing import CliRunner
 
 from blursynth import fetch as fetch_mod
 from blursynth.errors import InputFileError, ParameterError
-from blursynth.fetch import (
-    MANIFEST, PARTIAL_DIR, Source, fetch, format_selector, license_matches, normalize_url,
-    parse_section, parse_time, read_list,
-)
+from blursynth.fetch import MANIFEST, PARTIAL_DIR, fetch, format_selector, license_matches
+from blursynth.sources import Source, normalize_url, parse_section, parse_time, read_list
 from blursynth.manifest import read_manifest
 from blursynth.scenes import make_scene
 from blursynth.video import probe, write_video
