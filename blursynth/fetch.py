@@ -34,7 +34,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from .errors import BlursynthError, InputFileError, ParameterError, VideoError
-from .files import atomic_path, file_identity, output_error
+from .files import atomic_path, file_identity, is_inside, link_or_copy, output_error
 from .log import progress
 from .manifest import Manifest, base_record
 from .sources import Source, check_order, normalize_url, parse_section, read_list
@@ -338,7 +338,7 @@ class _Job:
         files = sorted(f for f in Path(src.url).rglob("*")
                        if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES
                        and not any(p.startswith(".") for p in f.relative_to(src.url).parts)
-                       and not _inside(f, self.out))
+                       and not is_inside(f, self.out))
         if not files:
             self.fail(key, src, f"folder holds no videos ({' '.join(VIDEO_SUFFIXES)})")
             return None
@@ -484,7 +484,7 @@ class _Job:
         final = next(iter(sorted(self.out.glob(f"local-{ident['sha256'][:16]}-*"))), None)
         if final is None or not _same_bytes(final, p, ident):
             final = self.out / name
-            _link_or_copy(p, final)
+            link_or_copy(p, final)
         self.ok(key, src, file=final.name, size=ident["size"], sha256=ident["sha256"],
                 video=_video_facts(info), title=p.stem, license=None,
                 source_stat=[st.st_size, st.st_mtime_ns])
@@ -556,21 +556,8 @@ def _same_stat(rec: dict, p: Path) -> bool:
     return rec.get("source_stat") == [st.st_size, st.st_mtime_ns]
 
 
-def _link_or_copy(src: Path, final: Path) -> None:
-    """Hard-link `src` as `final` (atomically); copy where a link is impossible."""
-    with atomic_path(final) as tmp:
-        try:
-            os.link(src, tmp)
-        except OSError:  # another file system, or links not allowed
-            shutil.copyfile(src, tmp)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _as_sources(sources: Iterable[Source | str | os.PathLike]) -> list[Source]:

@@ -24,6 +24,8 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "file_identity",
+    "is_inside",
+    "link_or_copy",
     "output_error",
 ]
 
@@ -297,3 +299,34 @@ def file_identity(path: PathLike) -> dict:
         "mtime": mtime.isoformat(timespec="microseconds"),
         "sha256": h.hexdigest(),
     }
+
+
+def link_or_copy(src: PathLike, dst: PathLike) -> None:
+    """Hard-link `src` as `dst`, atomically; copy it where a link is impossible.
+
+    Parameters
+    ----------
+    src : str or os.PathLike
+        An existing file.
+    dst : str or os.PathLike
+        The new name (replaced if it exists; parents created).
+
+    Raises
+    ------
+    OutputError
+        If neither a link nor a copy can be written; `dst` is then left untouched.
+    """
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:  # another file system, or one without hard links (FAT, some mounts)
+            shutil.copyfile(src, tmp)
+
+
+def is_inside(path: PathLike, folder: PathLike) -> bool:
+    """Whether `path` is `folder` or lies below it (symlinks resolved)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False

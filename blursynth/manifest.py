@@ -28,7 +28,7 @@ try:  # POSIX: serialise appends from several processes
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["Manifest", "read_manifest", "base_record", "versions", "STATUSES"]
+__all__ = ["Manifest", "read_manifest", "run_manifest", "base_record", "versions", "STATUSES"]
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +316,49 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 # -- record helpers --------------------------------------------------------------------
+
+
+def run_manifest(path: str | os.PathLike, params: Mapping, seed: int | None, *,
+                 overwrite: bool = False, what: str = "items",
+                 out: str | os.PathLike | None = None) -> Manifest:
+    """The manifest of an output a stage is about to add to, refusing to mix runs.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The stage's manifest.
+    params : mapping
+        This run's parameters, as recorded in each record's ``"params"``.
+    seed : int or None
+        This run's seed.
+    overwrite : bool
+        Delete the manifest first (the run starts again).
+    what : str
+        What the records describe, for the message (``"items shaken"``, ...).
+    out : str or os.PathLike, optional
+        The output the manifest describes, named in the message (default: its folder).
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    ParameterError
+        A finished record was made with other parameters or another seed: resuming would mix
+        two datasets in one output.
+    """
+    p = Path(path)
+    if overwrite and p.exists():
+        p.unlink()
+    manifest = Manifest(p)
+    want = (_jsonable(dict(params)), seed)
+    for rec in manifest.records():
+        if rec.get("status") == "ok" and (rec.get("params"), rec.get("seed")) != want:
+            raise ParameterError(
+                f"{out or p.parent}: holds {what} made with another seed or other parameters (see "
+                f"{p}); pass overwrite (--overwrite) or choose another output")
+    return manifest
 
 
 def base_record(stage: str, item: str, params: Mapping, seed: int | None) -> dict:

@@ -38,7 +38,7 @@ from .clips import read_image
 from .errors import BlursynthError, InputFileError, OutputError, ParameterError
 from .files import atomic_path, atomic_write_text, file_identity
 from .log import progress
-from .manifest import Manifest, base_record
+from .manifest import base_record, run_manifest
 from .segblur import STAGE, SegParams, segblur_item
 from .segmasks import ItemError, SegItem
 from .seeding import item_rng
@@ -142,21 +142,13 @@ class _Job:
     """The manifest, resume checks and totals of one run."""
 
     def __init__(self, out: Path, params: SegParams, seed: int, overwrite: bool):
-        path = out / MANIFEST
-        if overwrite and path.exists():
-            path.unlink()
         self.out = out
-        self.manifest = Manifest(path)
         self.params, self.seed = params.to_dict(), int(seed)
+        self.manifest = run_manifest(out / MANIFEST, self.params, self.seed,
+                                     overwrite=overwrite, what="items")
         self.done: list[str] = []
         self.resumed: list[str] = []
         self.failed: list[dict] = []
-        for rec in self.manifest.records():
-            if rec.get("status") == "ok" and (rec.get("params"), rec.get("seed")) != \
-                    (self.params, self.seed):
-                raise ParameterError(
-                    f"{out}: holds items made with another seed or other parameters (see "
-                    f"{path}); pass overwrite (--overwrite) or choose another output folder")
 
     def finished(self, key: str) -> bool:
         rec = self.manifest.done(key)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,9 +26,9 @@ import numpy as np
 
 from .clips import IMAGE_EXTS, Clip, collect_clips, read_image
 from .errors import BlursynthError, InputFileError, OutputError, ParameterError
-from .files import atomic_path, file_identity, output_error
+from .files import atomic_path, file_identity, is_inside, link_or_copy
 from .log import progress
-from .manifest import Manifest, base_record
+from .manifest import base_record, run_manifest
 from .seeding import item_rng
 from .shake import (
     STAGE, BurstKernels, ShakeParams, crop_margin, plan_kernels, resolve_crf, shake_burst,
@@ -70,19 +69,12 @@ class _Job:
 
     def __init__(self, manifest: Path, params: ShakeParams, seed: int, overwrite: bool,
                  out: Path):
-        if overwrite and manifest.exists():
-            manifest.unlink()
-        self.manifest = Manifest(manifest)
         self.params, self.seed = params.to_dict(), int(seed)
+        self.manifest = run_manifest(manifest, self.params, self.seed, overwrite=overwrite,
+                                     what="items shaken", out=out)
         self.done: list[str] = []
         self.resumed: list[str] = []
         self.failed: list[dict] = []
-        for rec in self.manifest.records():
-            if rec.get("status") == "ok" and (rec.get("params"), rec.get("seed")) != \
-                    (self.params, self.seed):
-                raise ParameterError(
-                    f"{out}: holds items shaken with another seed or other parameters (see "
-                    f"{manifest}); pass overwrite (--overwrite) or choose another output")
 
     def finished(self, key: str, outputs: Iterable[Path]) -> bool:
         rec = self.manifest.done(key)
@@ -113,12 +105,6 @@ def _bar(items: list, desc: str, unit: str, show_progress: bool | None):
                     disable=None if show_progress is None else not show_progress)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 # -- images --------------------------------------------------------------------------------
@@ -131,7 +117,7 @@ def _image_items(inputs: Iterable[PathLike], out_dir: Path) -> tuple[list, list]
     for p in map(Path, inputs):
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file()
-                           and f.suffix.lower() in IMAGE_EXTS and not _inside(f, out_dir)
+                           and f.suffix.lower() in IMAGE_EXTS and not is_inside(f, out_dir)
                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not files:
                 bad.append((str(p), InputFileError(p, f"holds no images ({' '.join(IMAGE_EXTS)})")))
@@ -222,14 +208,6 @@ def _png_frames(folder: Path) -> list[Path] | None:
     return files if files and all(f.suffix.lower() == ".png" for f in files) else None
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        try:
-            shutil.copyfile(src, dst)
-        except OSError as exc:
-            raise output_error(exc, dst) from exc
 
 
 def _shake_clip(clip: Clip, out: Path, p: ShakeParams, seed: int) -> dict:
@@ -251,7 +229,7 @@ def _shake_clip(clip: Clip, out: Path, p: ShakeParams, seed: int) -> dict:
             name = f"{i:06d}.png"
             _write_png(tmp_b / name, shake_frame(blurry, kernels[i], crf, p.border, m))
             if linkable is not None:  # lossless already: link (or copy) the file
-                _link_or_copy(linkable[i], tmp_s / name)
+                link_or_copy(linkable[i], tmp_s / name)
             else:
                 _write_png(tmp_s / name, crop_margin(sharp, m))
     return {"clip": {"blurry": str(clip.blurry), "sharp": str(clip.sharp),
@@ -305,7 +283,7 @@ def shake_clips(inputs: Iterable[PathLike], out_dir: PathLike,
     out = Path(out_dir)
     inputs = [Path(x) for x in inputs]
     for x in inputs:
-        if x.is_dir() and _inside(out, x):
+        if x.is_dir() and is_inside(out, x):
             raise ParameterError(f"out: {out} is inside the input folder {x}; a later run would "
                                  "take its outputs as clips: choose a folder outside it")
     job = _Job(out / MANIFEST, p, seed, overwrite, out)

@@ -153,3 +153,17 @@ def test_versions_missing_package(monkeypatch):
     finally:
         manifest._versions.cache_clear()
     json.dumps(v)
+
+
+def test_run_manifest_refuses_to_mix_runs(tmp_path):
+    from blursynth.manifest import run_manifest
+
+    path = tmp_path / "out" / "stage.jsonl"
+    m = run_manifest(path, {"k": 3}, 7)
+    m.append({**base_record("stage", "a", {"k": 3}, 7), "status": "ok"})
+    run_manifest(path, {"k": 3}, 7)  # same run: resumes
+    with pytest.raises(ParameterError, match=r"out: holds things made with another seed"):
+        run_manifest(path, {"k": 3}, 8, what="things")
+    with pytest.raises(ParameterError, match="other parameters"):
+        run_manifest(path, {"k": 4}, 7)
+    assert run_manifest(path, {"k": 4}, 7, overwrite=True).records() == []

@@ -34,7 +34,6 @@ import logging
 import os
 import pickle
 import re
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ import numpy as np
 
 from ..clips import Clip
 from ..errors import InputFileError, OutputError, ParameterError
-from ..files import atomic_path, atomic_write_bytes, atomic_write_text
+from ..files import atomic_path, atomic_write_bytes, atomic_write_text, link_or_copy
 from ..log import progress
 from ..sampling import Run
 
@@ -435,12 +434,6 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     atomic_write_bytes(path, buf.tobytes())
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    with atomic_path(dst) as tmp:
-        try:
-            os.link(src, tmp)
-        except OSError:  # file systems without hard links (FAT, some network mounts)
-            shutil.copyfile(src, tmp)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -455,7 +448,7 @@ def _write_frame(files: dict[str, Path], clip: Clip, i: int, blurry: np.ndarray,
     if "blurry" in todo:
         _write_png(files["blurry"], blurry)
     if "blurry_link" in todo:
-        _link_or_copy(files["blurry"], files["blurry_link"])
+        link_or_copy(files["blurry"], files["blurry_link"])
     if "sharp" in todo:
         _write_png(files["sharp"], sharp)
     if any(r.startswith("sharp_") for r in todo):
