@@ -10,7 +10,8 @@ flowblur output                      ``NAME_blurry.mp4`` + ``NAME_sharp.mp4`` (a
                                      ``NAME_subframes/`` / ``NAME_flow/`` the optional extras
 flowblur ``--frames`` folders        ``NAME_blurry/`` + ``NAME_sharp/`` with ``NNNNNN.png``
 pair folders                         ``DIR/blurry/`` + ``DIR/sharp/`` with identical image
-                                     names (the clip is named ``DIR``)
+                                     names (the clip is named ``DIR``); a segblur output
+                                     folder is one of these, of independent photos
 ===================================  ==========================================================
 
 Frames are uint8 RGB ``(H, W, 3)`` arrays, 0-255 encoded with the clip's CRF.
@@ -104,6 +105,9 @@ class Clip:
         (``NNNNNN.npy``/``.flo``), indexed like the frames.
     record : dict
         flowblur's manifest record for the video (empty if there is none).
+    stills : bool
+        The frames are independent photos, not a video (a ``blursynth segblur`` output folder,
+        recognised by its ``segblur.jsonl``): no burst may span two of them.
     """
 
     name: str
@@ -119,6 +123,7 @@ class Clip:
     subframes_dir: Path | None = None
     flow_dir: Path | None = None
     record: dict = field(default_factory=dict, repr=False)
+    stills: bool = False
 
     @property
     def is_video(self) -> bool:
@@ -302,7 +307,9 @@ def _clips_in(folder: Path) -> list[Clip]:
             clips[name] = _folder_clip(name, d, folder / f"{name}_sharp", videos, frames)
     if (folder / "blurry").is_dir():
         name = folder.resolve().name
-        clips.setdefault(name, _folder_clip(name, folder / "blurry", folder / "sharp", {}, {}))
+        clip = _folder_clip(name, folder / "blurry", folder / "sharp", {}, {})
+        clip.stills = (folder / "segblur.jsonl").is_file()
+        clips.setdefault(name, clip)
     return list(clips.values())
 
 

@@ -81,6 +81,12 @@ def _write_runs(fmt: str, runs: list, out: Path, split: str, name: str | None) -
     return write_layout(fmt, runs, out, split=split, name=name)
 
 
+def _needs_video(fmt: str) -> bool:
+    """Whether a run format's trainer reads consecutive frames (clips of several frames)."""
+    from .formats.layouts import LAYOUTS
+    return fmt in LAYOUTS and LAYOUTS[fmt].min_frames > 1
+
+
 def _remove_output(out: Path, man: Path) -> None:
     """Delete a previous pack output (refusing anything pack did not write)."""
     if not man.is_file():
@@ -249,6 +255,9 @@ def _pack_runs(job: _Job, clips: Iterable[Clip], out: Path, fmt: str, p: SampleP
     for clip in clips:
         r: Counter = Counter()
         try:
+            if clip.stills and _needs_video(fmt):
+                raise ParameterError(f"{clip.name}: holds independent photos (segblur output), "
+                                     f"but layout {fmt}'s trainer reads videos")
             clip_runs = frame_runs(clip, p, report=r)
         except BlursynthError as e:
             job.fail(clip.name, e)

@@ -284,6 +284,8 @@ def frame_stats(clip: Clip, params: SampleParams) -> FrameStats:
     Returns
     -------
     FrameStats
+        For a clip of independent photos (``clip.stills``) there are no cuts or repeats and
+        every relative sharpness is 1 (photos are not compared with each other).
     """
     n = clip.n_frames
     bright, sharp, ps, tex = (np.zeros(n) for _ in range(4))
@@ -304,6 +306,10 @@ def frame_stats(clip: Clip, params: SampleParams) -> FrameStats:
         # flowblur skipped the exposures at a cut: the source index jumps past its usual step.
         steps = np.diff(src)
         cut[1:] |= steps > np.median(steps)
+    if clip.stills:
+        # Independent photos: no shots to cut, no repeats, no neighbours to compare with.
+        cut[:] = dup[:] = False
+        return FrameStats(bright, np.ones(n), ps, tex, cut, dup)
     # Compare each frame with frames of similar content: nearby, and of the same shot.
     shot = np.cumsum(cut)
     w = SHARPNESS_WINDOW
@@ -380,6 +386,10 @@ def sample_bursts(clip: Clip, params: SampleParams, seed: int = 0, *,
     if ph > clip.height or pw > clip.width:
         raise ParameterError(f"patch: {ph}x{pw} (h x w) is larger than clip {clip.name}'s "
                              f"{clip.height}x{clip.width} frames")
+    if clip.stills and t > 1:
+        raise ParameterError(f"frames: clip {clip.name} holds independent photos (segblur "
+                             f"output), not a video: bursts of {t} frames would mix them; "
+                             "use frames=1 (--frames 1)")
     ref = p.ref_index()
     rng = item_rng(seed, clip.name, "pack")
     starts = list(range(0, clip.n_frames - t + 1, p.stride or t))
@@ -489,10 +499,11 @@ def frame_runs(clip: Clip, params: SampleParams, *, report: Counter | None = Non
         elif st.psnr[i] > p.max_psnr:
             why = "not_blurred"
         report["candidates"] += 1
-        if start is not None and (why or st.cut_before[i]):
+        cut = bool(st.cut_before[i])
+        if start is not None and (why or cut):
             runs.append(Run(clip, start, i))
             start = None
-        if st.cut_before[i]:
+        if cut:
             report["scene_cut"] += 1
         if why:
             report[why] += 1

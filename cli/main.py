@@ -15,15 +15,15 @@ from blursynth.log import setup_logging
 #: command is one line here; its module is imported only when the command is used (or listed
 #: by --help), so a heavy dependency of one command does not slow down the others.
 COMMANDS = {
+    "demo": "blursynth_cli.demo:demo",
     "fetch": "blursynth_cli.fetch:fetch",
     "flowblur": "blursynth_cli.flowblur:flowblur",
     "preview": "blursynth_cli.preview:preview",
-    "pack": "blursynth_cli.pack:pack",
-    "shake": "blursynth_cli.shake:shake",
     "segblur": "blursynth_cli.segblur:segblur",
-    "demo": "blursynth_cli.demo:demo",
-    "check": "blursynth_cli.check:check",
     "kernels": "blursynth_cli.kernels:kernels",
+    "shake": "blursynth_cli.shake:shake",
+    "pack": "blursynth_cli.pack:pack",
+    "check": "blursynth_cli.check:check",
 }
 
 INTERRUPTED = ("interrupted: finished outputs are kept and nothing partial was left under a "
@@ -65,8 +65,12 @@ def blursynth(ctx: click.Context, verbose: int, quiet: bool) -> None:
     \b
     Start with:  blursynth demo          (a clip with known motion, its synthetic blur,
                                           a preview sheet and the error against the truth)
-    Then:        blursynth flowblur VIDEO... --out DIR
-                 blursynth preview DIR/NAME_blurry.mp4
+    Pipeline:    blursynth fetch URL... --out videos/
+                 blursynth flowblur videos/ --out clips/      (blur from video)
+                 blursynth segblur --coco ANN --images DIR --out pairs/   (blur from photos)
+                 blursynth shake clips/ --out shaken/          (optional camera shake)
+                 blursynth pack clips/ --lmdb train.lmdb       (or --layout NAME OUT)
+                 blursynth check NAME OUT                      (what a trainer would get wrong)
 
     Every command's --help explains its options. Outputs are written atomically and recorded
     in a JSON Lines manifest, so an interrupted run resumes where it stopped.

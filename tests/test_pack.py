@@ -247,3 +247,28 @@ def test_same_clip_name_from_two_inputs_fails_the_second(tmp_path):
     assert res["done"] == ["a"] and res["written"] == 6
     (f,) = res["failed"]
     assert "two/a_blurry.mp4: clip name 'a' is also used by" in f["error"]
+
+
+def test_segblur_photos_pack_as_pairs_not_bursts(tmp_path):
+    from blursynth.segblur import SegParams
+    from blursynth.segblur_files import segblur
+    from blursynth.segmasks import PlainSource
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        img = getattr(data, name)()[:96, :128]
+        cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    segblur(PlainSource(photos), tmp_path / "pairs", SegParams(camera_extent=(8, 12), object_extent=(4, 8), size=17))
+    (clip,) = find_clips([tmp_path / "pairs"])
+    assert clip.stills and clip.n_frames == 3
+
+    res = pack([tmp_path / "pairs"], tmp_path / "b.lmdb", params=SampleParams(frames=3, patch=(64, 64), **LOOSE))
+    assert res["written"] == 0 and "independent photos" in res["failed"][0]["error"]
+
+    # Three unrelated photos: no scene cut, repeat or sharpness comparison between them.
+    res = pack([tmp_path / "pairs"], tmp_path / "p.lmdb",
+               params=SampleParams(frames=1, patch=(64, 64), min_texture=0))
+    assert res["written"] == 3 and not res["failed"]
+    res = pack([tmp_path / "pairs"], tmp_path / "cd", fmt="cdvd", params=SampleParams())
+    assert "reads videos" in res["failed"][0]["error"]
