@@ -25,7 +25,7 @@ import numpy as np
 
 from .clips import read_image
 from .errors import ParameterError
-from .formats.layouts import scan_layout
+from .formats.scan import scan_layout
 from .formats.native_lmdb import NativeLmdbReader
 from .sampling import Sample
 
@@ -149,7 +149,7 @@ class LayoutBursts:
     ref : int, optional
         Reference index in the burst; default ``T // 2``.
     name : str, optional
-        Dataset name inside the tree (dvd, afb; see :func:`~blursynth.formats.layouts.scan_layout`).
+        Dataset name inside the tree (dvd, afb; see :func:`~blursynth.formats.scan.scan_layout`).
 
     Notes
     -----

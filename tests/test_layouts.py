@@ -14,8 +14,8 @@ from skimage import data
 from blursynth.clips import find_clips
 from blursynth.errors import InputFileError, ParameterError
 from blursynth.formats import layouts
-from blursynth.formats.layouts import (LAYOUTS, quantise_trend, sanitise_name, scan_layout,
-                                       write_layout)
+from blursynth.formats.layouts import LAYOUTS, quantise_trend, sanitise_name, write_layout
+from blursynth.formats.scan import scan_layout
 from blursynth.sampling import Run
 from blursynth.video import write_png_folder
 

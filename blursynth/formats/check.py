@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 
 from ..errors import InputFileError
-from .layouts import (AFB_BAISTPP_TAG, IMAGE_EXTS, Layout, _layout, afb_video_lists,
-                      cdvd_list, deepdeblur_list, pvdnet_list, read_video_list, srn_list)
+from .layouts import AFB_BAISTPP_TAG, IMAGE_EXTS, Layout, _layout, afb_video_lists, read_video_list
+from .scan import cdvd_list, deepdeblur_list, pvdnet_list, srn_list
 
 __all__ = ["Problem", "check_layout"]
 
