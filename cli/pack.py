@@ -52,10 +52,6 @@ class PatchType(click.ParamType):
             self.fail(f"expected HxW, N or full, got {value!r}", param, ctx)
 
 
-def _format_help() -> str:
-    return "; ".join(f"{k}: {v}" for k, v in formats().items())
-
-
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path),
                 metavar="CLIPS...")
