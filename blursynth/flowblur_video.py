@@ -5,8 +5,9 @@ For an input ``NAME.EXT`` it writes, in ``out_dir``:
 - ``NAME_blurry.mp4``: the synthesised exposures (lossless RGB by default).
 - ``NAME_sharp.mp4``: the sharp target of each exposure, its centre frame.
 - ``NAME_flow.mp4``: a colour picture of the flow from each centre frame to the next
-  (Middlebury wheel, saturated at ``flow_vis_max`` px/frame so frames compare; a preview, so
-  lossy unless ``quality`` says otherwise).
+  (Middlebury wheel, saturated at ``flow_vis_max`` px/frame so frames compare), at the
+  resolution the flow was computed at (``flow_scale`` of the frame size: half by default); a
+  preview, so lossy unless ``quality`` says otherwise.
 - on request: ``NAME_flow/NNNNNN.npy`` or ``.flo`` (the flow itself), ``NAME_blurry/`` and
   ``NAME_sharp/`` PNG folders, ``NAME_subframes/NNNNNN_KK.png``.
 - ``flowblur.jsonl``: one record per output frame and one per video, written last; it is the
@@ -104,14 +105,15 @@ def _png(path: Path, rgb: np.ndarray) -> None:
             raise OSError(f"cv2.imwrite failed for {path}")
 
 
-def _flow_picture(f: np.ndarray, size: tuple[int, int], vis_max: float) -> np.ndarray:
-    """Colour picture of a flow at output ``size``, coloured at about 200 rows and upscaled (a
-    preview of a smooth field: the colour wheel at full size would cost a third of the work)."""
+def _flow_picture(f: np.ndarray, vis_max: float) -> np.ndarray:
+    """Colour picture of a flow at its own grid size, coloured at about 200 rows and upscaled
+    (a preview of a smooth field: the colour wheel at full size costs several times more)."""
     k = max(1, -(-f.shape[0] // 200))
-    small = cv2.resize(f, (f.shape[1] // k, f.shape[0] // k), interpolation=cv2.INTER_AREA) \
-        if k > 1 else f
+    if k == 1:
+        return flow_to_color(f, max_radius=vis_max)
+    small = cv2.resize(f, (f.shape[1] // k, f.shape[0] // k), interpolation=cv2.INTER_AREA)
     col = flow_to_color(small, max_radius=vis_max)
-    return cv2.resize(col, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(col, (f.shape[1], f.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def _flow_full(f: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -258,7 +260,7 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
             writers["sharp"].write(r.sharp)
             size = r.blurry.shape[:2]
             if r.flow is not None and flow_video:
-                writers["flow_video"].write(_flow_picture(r.flow, size, flow_vis_max))
+                writers["flow_video"].write(_flow_picture(r.flow, flow_vis_max))
             if r.flow is not None and flow_files:
                 f = _flow_full(r.flow, size)
                 dst = paths["flow_dir"] / f"{n_out:06d}.{flow_files}"

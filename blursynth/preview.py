@@ -255,8 +255,10 @@ def preview(path: str | os.PathLike, *, n: int = 4, out: str | os.PathLike | Non
     for i in idx:
         b, s = blurry[i], sharp[i]
         tiles = [s, b]
-        if flow is not None:
-            tiles.append(flow.get(i, np.zeros_like(b)))
+        if flow is not None:  # at the flow's own resolution: shown at the frames' size
+            f = flow.get(i, np.zeros_like(b))
+            tiles.append(f if f.shape == b.shape else
+                         cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR))
         tiles.append(_difference(b, s))
         if scale < 1.0:
             tiles = [cv2.resize(t, size, interpolation=cv2.INTER_AREA) for t in tiles]

@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = [
     "DEVICES", "cuda_available", "resolve_device", "warpsum", "encode_linear", "prefilter",
-    "analyse_pair",
+    "analyse_pair", "concurrent_kernels",
 ]
 
 DEVICES = {
@@ -116,3 +116,28 @@ def analyse_pair(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, *,
 
     fn = analyse_reference if resolve_device(device) == "numpy" else analyse_cpu
     return fn(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min)
+
+
+def _touch(x):
+    import numba
+
+    @numba.njit(parallel=True)
+    def one(a):
+        for i in numba.prange(a.shape[0]):
+            a[i] += 1.0
+
+    one(x)
+
+
+@functools.lru_cache(maxsize=None)
+def concurrent_kernels() -> bool:
+    """True if numba's threading layer accepts parallel kernels launched from several threads
+    at once (``omp``, ``tbb``); ``workqueue`` aborts the process on such a launch."""
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # chosen at the first parallel launch: make one
+        _touch(np.zeros(2))
+        layer = numba.threading_layer()
+    return layer in ("omp", "tbb")

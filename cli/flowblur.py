@@ -79,7 +79,7 @@ PARAM_HELP = {
               help="Write lossy x264 videos at CRF Q (18 looks lossless, 23 is small) for a "
                    "quick look. Default: lossless.")
 @click.option("--flow-video/--no-flow-video", default=default_of(flowblur_video, "flow_video"),
-              show_default=True, help="Write NAME_flow.mp4, a colour picture of the motion.")
+              show_default=True, help="Write NAME_flow.mp4, a colour picture of the motion (at --flow-scale).")
 @click.option("--flow-vis-max", type=click.FloatRange(min=0, min_open=True),
               default=default_of(flowblur_video, "flow_vis_max"), show_default=True,
               help="Motion (pixels per input frame) at full colour in the flow video.")
@@ -103,7 +103,8 @@ def flowblur(ctx: click.Context, inputs: tuple[Path, ...], out_dir: Path | None,
     \b
       NAME_blurry.mp4  the synthesised exposures
       NAME_sharp.mp4   the sharp target of each: the exposure's centre frame
-      NAME_flow.mp4    the flow as colour (hue: direction, saturation: speed; lossy)
+      NAME_flow.mp4    the flow as colour at its own resolution (hue: direction,
+                       saturation: speed; lossy)
       flowblur.jsonl   one record per frame and per video: parameters, input hash,
                        flow statistics. Written last: a re-run skips what is done.
 

@@ -273,3 +273,52 @@ def test_boundary_refinement_keeps_the_current_flow_where_it_explains_the_pair_b
     wrong = lambda a, b: np.zeros(a.shape + (2,), np.float32)  # noqa: E731
     _refine_boundaries(fab, fba, where, ga, gb, 1.0, 1.0, 3.0, wrong)
     assert np.all(fab[..., 0] == 3.0) and np.all(fba[..., 0] == -3.0)
+
+
+def test_read_ahead_keeps_order_raises_and_stops():
+    import threading
+
+    from blursynth.flowblur import _ahead
+
+    assert list(_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield from range(3)
+        raise ValueError("frame 3 is broken")
+
+    got = []
+    with pytest.raises(ValueError, match="frame 3 is broken"):
+        for x in _ahead(failing()):
+            got.append(x)
+    assert got == [0, 1, 2]
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    it = _ahead(endless())
+    assert [next(it), next(it)] == [0, 1]
+    it.close()  # the consumer stops early: the source is closed and the thread ends
+    assert closed.is_set()
+    assert not any(t.name == "blursynth-ahead" for t in threading.enumerate())
+
+
+def test_reading_ahead_in_a_thread_changes_no_byte(monkeypatch):
+    import cv2
+
+    import blursynth.flowblur as fb
+
+    frames = make_scene("occlusion", (72, 96), 4.0).frames(5)
+    cv_threads = cv2.getNumThreads()
+    ahead, _, _ = flowblur_array(frames)
+    assert cv2.getNumThreads() == cv_threads  # the flows' one-thread setting is undone
+    monkeypatch.setattr(fb, "concurrent_kernels", lambda: False)
+    inline, _, _ = flowblur_array(frames)
+    assert np.array_equal(ahead, inline)

@@ -36,7 +36,9 @@ def test_outputs_match_the_in_memory_core_and_are_lossless(clip, clip_frames, tm
     want_b, want_s, wins = flowblur_array(clip_frames)
     assert np.array_equal(blurry, want_b) and np.array_equal(sharp, want_s)
     assert info.fps == pytest.approx(24)
-    assert probe(paths["flow_video"]).n_frames == len(wins) == rec["frames_out"] == 5
+    flow_info = probe(paths["flow_video"])
+    assert flow_info.n_frames == len(wins) == rec["frames_out"] == 5
+    assert (flow_info.height, flow_info.width) == (32, 48)  # the flow grid: flow_scale 0.5
     assert len(list(paths["blurry_dir"].glob("*.png"))) == 5
     assert len(list(paths["subframes_dir"].glob("*.png"))) == 10
     f = read_flo(paths["flow_dir"] / "000000.flo")

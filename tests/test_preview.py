@@ -24,8 +24,9 @@ def _write_set(folder: Path, name: str, sharp: np.ndarray, blurry: np.ndarray,
     folder.mkdir(parents=True, exist_ok=True)
     write_video(folder / f"{name}_sharp.mp4", sharp, 30)
     write_video(folder / f"{name}_blurry.mp4", blurry, 30)
-    if flow:
-        write_video(folder / f"{name}_flow.mp4", np.full_like(sharp, 128), 30)
+    if flow:  # at half size, like flowblur's (the flow's own resolution)
+        half = np.full((len(sharp), sharp.shape[1] // 2, sharp.shape[2] // 2, 3), 128, np.uint8)
+        write_video(folder / f"{name}_flow.mp4", half, 30)
     return folder / f"{name}_blurry.mp4"
 
 
@@ -92,7 +93,7 @@ def test_preview_static_clip_layout_and_black_difference(tmp_path, frames):
         cell = lambda c: sheet[y:y + h, gap + c * (w + gap):gap + c * (w + gap) + w]  # noqa: E731
         np.testing.assert_array_equal(cell(0), frames[i])  # sharp
         np.testing.assert_array_equal(cell(1), frames[i])  # blurry
-        assert np.abs(cell(2).astype(int) - 128).max() <= 2  # flow video (lossy)
+        assert np.abs(cell(2).astype(int) - 128).max() <= 2  # flow video (lossy), upscaled
         assert (cell(3) == 0).all()  # difference: all black
     assert preview(blurry, n=3) == out  # the blurry-video form finds the same set
 
