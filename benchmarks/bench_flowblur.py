@@ -2,7 +2,7 @@
 
 Standalone (no pytest)::
 
-    .venv/bin/python benchmarks/bench_flowblur.py [--frames 40] [--size 720x1280]
+    .venv/bin/python benchmarks/bench_flowblur.py [--frames 120] [--size 720x1280]
 
 The input is a lossless mp4 of a synthetic scene (:func:`blursynth.scenes.make_scene`,
 ``translation`` at 8 px/frame: a pan over real photos), rendered once and cached (see
@@ -25,8 +25,10 @@ three more rows show where the time goes: each method's synthesis alone on frame
 memory (no file I/O), and decoding alone. Goals (end-to-end rows): ours >= 10 output frames/s
 at 720p and >= 3x the seed's rate.
 
-Time: about 1.5 minutes on 2 cores with the default 40 frames (plus ~10 s to render the clip
-the first time); ``--frames`` scales it linearly.
+Time: about 3 minutes on 2 cores with the default 120 frames, 4 s of 30 fps video (plus ~15 s
+to render the clip the first time); ``--frames`` scales it linearly. Shorter clips show a lower
+rate: starting four ffmpeg processes, the first pair's flow and the encoders' final flush are
+paid once per video (at 40 frames, about 0.5 frame/s less).
 """
 from __future__ import annotations
 
@@ -135,8 +137,8 @@ def run_seed(clip: Path, out_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=40,
-                        help="input frames in the clip (default 40; outputs are 2 fewer)")
+    parser.add_argument("--frames", type=int, default=120,
+                        help="input frames in the clip (default 120; outputs are 2 fewer)")
     parser.add_argument("--size", type=parse_size, default=(720, 1280),
                         help="frame size HxW (default 720x1280)")
     parser.add_argument("--speed", type=float, default=8.0, help="motion in px/frame (default 8)")

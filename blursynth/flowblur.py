@@ -483,7 +483,9 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
     The exposure of output ``m`` is ``B(x) = 1/(t1 - t0) \\int_{t0}^{t1} L(x, t) dt`` in linear
     light, evaluated with the midpoint rule over sub-frames ``L(x, i + s)`` rebuilt from frames i
     and i + 1 (see :func:`blursynth_ext.warpsum.warpsum_reference`), then encoded with rounding.
-    Only two frames and the open exposures are held in memory.
+    Only three frames (one read ahead) and the open exposures are held in memory. Reading
+    the frames, the flow and its analysis run one pair ahead in a thread (where numba's
+    threading layer allows concurrent kernels); close the generator to stop it early.
     """
     p = params or FlowBlurParams()
     crf = get_crf(p.crf)

@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Iterable
 
@@ -228,62 +229,64 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
     try:
         bar = progress(total=expected, desc=src.name, unit="frame", disable=(
             None if show_progress is None else not show_progress))
-        for r in flowblur_frames(reader, p, subframes=subframes,
-                                 keep_flow=flow_video or flow_files is not None):
-            w = r.window
-            rec = base_record(STAGE, f"{item}/{w.index:06d}", {}, None)
-            rec.pop("versions", None)
-            rec.pop("params", None)
-            rec.update({"video": item, "index": w.index,
-                        "centre_frame": start + w.centre * stride,
-                        "window": [start + w.t0 * stride, start + w.t1 * stride],
-                        "exposure": p.exposure, "crf": p.crf, **r.stats})
-            if r.blurry is None:
-                # A scene cut inside the exposure would average two shots into a ghost.
-                rec["status"] = "skipped"
-                rec["reason"] = "scene cut inside the exposure"
-                n_skipped += 1
-                frame_records.append(rec)
-                bar.update(1)
-                continue
-            rec["status"] = "ok"
-            rec["output_index"] = n_out
-            if not writers:
-                writers["blurry"] = _AsyncWriter(paths["blurry"], fps, quality)
-                writers["sharp"] = _AsyncWriter(paths["sharp"], fps, quality)
-                if flow_video:
-                    # A smooth colour picture: the fastest preset costs it nothing visible.
-                    writers["flow_video"] = _AsyncWriter(paths["flow_video"], fps,
-                                                         18 if quality is None else quality,
-                                                         preset="ultrafast")
-            writers["blurry"].write(r.blurry)
-            writers["sharp"].write(r.sharp)
-            size = r.blurry.shape[:2]
-            if r.flow is not None and flow_video:
-                writers["flow_video"].write(_flow_picture(r.flow, flow_vis_max))
-            if r.flow is not None and flow_files:
-                f = _flow_full(r.flow, size)
-                dst = paths["flow_dir"] / f"{n_out:06d}.{flow_files}"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                if flow_files == "npy":
-                    with atomic_path(dst) as tmp:
-                        np.save(tmp, f)
-                else:
-                    with atomic_path(dst) as tmp:
-                        write_flo(tmp, f)
-            if frames:
-                for kind in ("blurry", "sharp"):
-                    d = paths[f"{kind}_dir"]
+        # Closed before the reader whatever happens: it reads the frames in a thread.
+        with closing(flowblur_frames(reader, p, subframes=subframes,
+                                     keep_flow=flow_video or flow_files is not None)) as results:
+            for r in results:
+                w = r.window
+                rec = base_record(STAGE, f"{item}/{w.index:06d}", {}, None)
+                rec.pop("versions", None)
+                rec.pop("params", None)
+                rec.update({"video": item, "index": w.index,
+                            "centre_frame": start + w.centre * stride,
+                            "window": [start + w.t0 * stride, start + w.t1 * stride],
+                            "exposure": p.exposure, "crf": p.crf, **r.stats})
+                if r.blurry is None:
+                    # A scene cut inside the exposure would average two shots into a ghost.
+                    rec["status"] = "skipped"
+                    rec["reason"] = "scene cut inside the exposure"
+                    n_skipped += 1
+                    frame_records.append(rec)
+                    bar.update(1)
+                    continue
+                rec["status"] = "ok"
+                rec["output_index"] = n_out
+                if not writers:
+                    writers["blurry"] = _AsyncWriter(paths["blurry"], fps, quality)
+                    writers["sharp"] = _AsyncWriter(paths["sharp"], fps, quality)
+                    if flow_video:
+                        # A smooth colour picture: the fastest preset costs it nothing visible.
+                        writers["flow_video"] = _AsyncWriter(paths["flow_video"], fps,
+                                                             18 if quality is None else quality,
+                                                             preset="ultrafast")
+                writers["blurry"].write(r.blurry)
+                writers["sharp"].write(r.sharp)
+                size = r.blurry.shape[:2]
+                if r.flow is not None and flow_video:
+                    writers["flow_video"].write(_flow_picture(r.flow, flow_vis_max))
+                if r.flow is not None and flow_files:
+                    f = _flow_full(r.flow, size)
+                    dst = paths["flow_dir"] / f"{n_out:06d}.{flow_files}"
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    if flow_files == "npy":
+                        with atomic_path(dst) as tmp:
+                            np.save(tmp, f)
+                    else:
+                        with atomic_path(dst) as tmp:
+                            write_flo(tmp, f)
+                if frames:
+                    for kind in ("blurry", "sharp"):
+                        d = paths[f"{kind}_dir"]
+                        d.mkdir(parents=True, exist_ok=True)
+                        _png(d / f"{n_out:06d}.png", getattr(r, kind))
+                if r.subframes is not None:
+                    d = paths["subframes_dir"]
                     d.mkdir(parents=True, exist_ok=True)
-                    _png(d / f"{n_out:06d}.png", getattr(r, kind))
-            if r.subframes is not None:
-                d = paths["subframes_dir"]
-                d.mkdir(parents=True, exist_ok=True)
-                for j, sf in enumerate(r.subframes):
-                    _png(d / f"{n_out:06d}_{j:02d}.png", sf)
-            frame_records.append(rec)
-            n_out += 1
-            bar.update(1)
+                    for j, sf in enumerate(r.subframes):
+                        _png(d / f"{n_out:06d}_{j:02d}.png", sf)
+                frame_records.append(rec)
+                n_out += 1
+                bar.update(1)
         bar.close()
         if n_out == 0:
             if n_skipped:

@@ -101,6 +101,25 @@ def test_interrupted_run_leaves_nothing_under_final_names(clip, tmp_path, monkey
     assert fv.flowblur_video(clip, out)["frames_out"] == 5
 
 
+def test_interrupt_in_the_driver_stops_the_read_ahead_thread(clip, tmp_path, monkeypatch):
+    import threading
+
+    calls = []
+
+    def picture(*a, **k):  # Ctrl-C while the driver handles the second frame
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return np.zeros((32, 48, 3), np.uint8)
+
+    monkeypatch.setattr(fv, "_flow_picture", picture)
+    with pytest.raises(KeyboardInterrupt):
+        fv.flowblur_video(clip, tmp_path / "out")
+    # The thread reading the video ahead is stopped before the reader is closed.
+    assert not any(t.name == "blursynth-ahead" for t in threading.enumerate())
+    assert sorted(os.listdir(tmp_path / "out")) == []
+
+
 def test_bad_inputs_are_named_and_the_batch_goes_on(clip, tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video at all\n" * 50)
