@@ -504,10 +504,9 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
     pairs = _pairs(frames, p, crf, numba.get_num_threads())
     with closing(_ahead(pairs) if concurrent_kernels() else pairs) as pairs:
         for i, cur, pair in pairs:
-            if prev is None:
-                ring = np.zeros((ring_len * nslot,) + cur.coef.shape, np.float32)
             sharp_buf[i] = cur.u8
-            if pair is None:
+            if pair is None:  # the first frame: nothing to warp yet
+                ring = np.zeros((ring_len * nslot,) + cur.coef.shape, np.float32)
                 prev = cur
                 continue
             # Open the windows whose exposure starts before the end of this interval [i - 1, i].
