@@ -274,6 +274,19 @@ class _Source:
         self.report = Counter()
         self._keys = {}
 
+    def _counted(self, make: Callable[[Counter], SegItem | ItemError | None]
+                 ) -> SegItem | ItemError | None:
+        """One image: ``make(counts)``, then into the report: ``failed`` for an ItemError,
+        its ``counts`` otherwise. Returns what ``make`` returned (None: nothing to yield)."""
+        self.report["images"] += 1
+        counts = Counter()
+        out = make(counts)
+        if isinstance(out, ItemError):
+            self.report["failed"] += 1
+        else:
+            self.report.update(counts)
+        return out
+
     def _claim(self, key: str, path: Path) -> ItemError | None:
         """An ItemError if another item already has this key (its outputs would collide)."""
         first = self._keys.setdefault(key, path)
@@ -491,13 +504,7 @@ class CocoSource(_Source):
             self.report["failed"] += 1
             yield err
         for img in self.coco.dataset["images"]:
-            self.report["images"] += 1
-            counts = Counter()
-            out = self._item(img, counts)
-            if isinstance(out, ItemError):
-                self.report["failed"] += 1
-            else:
-                self.report.update(counts)
+            out = self._counted(lambda counts: self._item(img, counts))
             if out is not None:
                 yield out
 
@@ -674,13 +681,8 @@ class MaskFolderSource(_Source):
                 self.report["failed"] += 1
                 yield ItemError(stem, entry, f"no image named {stem}.* in {self.images_dir}")
         for path in self._images:
-            self.report["images"] += 1
-            counts = Counter()
-            out = self._claim(path.stem, path) or self._item(path, counts)
-            if isinstance(out, ItemError):
-                self.report["failed"] += 1
-            else:
-                self.report.update(counts)
+            out = self._counted(lambda counts: self._claim(path.stem, path)
+                                or self._item(path, counts))
             if out is not None:
                 yield out
 
