@@ -8,7 +8,9 @@ Per pixel and sample (Notes give the maths):
 
 1. Follow the motion backwards to frame a: solve ``z = x - s F_ab(z)`` by fixed-point iteration,
    starting from the previous sample's solution (samples are sorted by time, so one or two steps
-   suffice). Likewise ``y = x - (1 - s) F_ba(y)`` in frame b.
+   suffice), with ``F_ab`` read at the nearest flow-grid node (bilinear interpolation across a
+   motion discontinuity invents motions no surface has). Likewise ``y = x - (1 - s) F_ba(y)``
+   in frame b.
 2. The size of the last fixed-point step, ``r``, says whether a consistent motion path through x
    exists in that frame. Where x is occluded in a frame there is none: the iteration jumps between
    the occluder's and the background's motion and ``r`` stays large.
@@ -21,7 +23,8 @@ Per pixel and sample (Notes give the maths):
 5. ``acc[target] += weight * c``.
 
 Flows may be given at a reduced resolution (vectors in full-resolution pixels); they are sampled
-bilinearly at the full-resolution positions, which fuses the upsampling into this pass.
+bilinearly at the full-resolution positions (at the nearest node inside the fixed-point
+iteration), which fuses the upsampling into this pass.
 
 Implementations: :func:`warpsum_reference` (NumPy, for tests), a numba CPU kernel
 (``parallel=True``) and a numba CUDA kernel built from the same per-pixel code. Use
@@ -80,6 +83,15 @@ def _image_at(im, x, y):
             lerp(im, x0, y0, x1, y1, ax, ay, 2))
 
 
+def _flow_nn(f, x, y, sx, sy):
+    # Channels 0-2 of the flow at the grid node nearest to (x, y). Inside the fixed-point
+    # iteration: across a motion discontinuity bilinear interpolation blends two motions into
+    # one that no surface has, and the points on a moving edge would find no consistent path.
+    gx = min(max(i4((x + f4(0.5)) * sx), 0), f.shape[1] - 1)
+    gy = min(max(i4((y + f4(0.5)) * sy), 0), f.shape[0] - 1)
+    return f[gy, gx, 0], f[gy, gx, 1], f[gy, gx, 2]
+
+
 def _fixed_point(f, xf, yf, u, v, q, d, iters, sx, sy):
     # Solve z = x - d F(z) by fixed-point steps, starting from the flow (u, v) (visibility q)
     # at the previous solution. Returns z, the flow and visibility there, and the squared size
@@ -88,7 +100,7 @@ def _fixed_point(f, xf, yf, u, v, q, d, iters, sx, sy):
     zy = yf - d * v
     r = f4(0.0)
     for _ in range(iters):
-        u, v, q = flow_at(f, zx, zy, sx, sy)
+        u, v, q = flow_nn(f, zx, zy, sx, sy)
         nx = xf - d * u
         ny = yf - d * v
         r = (nx - zx) * (nx - zx) + (ny - zy) * (ny - zy)
@@ -161,6 +173,7 @@ lerp = _inline(_lerp)
 flow_at = _inline(_flow_at)
 curv_at = _inline(_curv_at)
 image_at = _inline(_image_at)
+flow_nn = _inline(_flow_nn)
 fixed_point = _inline(_fixed_point)
 pixel = _inline(_pixel)
 
@@ -275,7 +288,7 @@ def device_pixel(jit_device):
     g = dict(globals())
     for name, fn in (("cell", _cell), ("lerp", _lerp), ("flow_at", _flow_at),
                      ("curv_at", _curv_at), ("image_at", _image_at),
-                     ("fixed_point", _fixed_point), ("pixel", _pixel)):
+                     ("flow_nn", _flow_nn), ("fixed_point", _fixed_point), ("pixel", _pixel)):
         g[name] = jit_device(types.FunctionType(fn.__code__, g, name))
     return g["pixel"]
 
@@ -354,7 +367,8 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         float32 (H, W, 3) linear frames at times 0 and 1.
     fab, fba : numpy.ndarray
         float32 (h, w, C) flows a->b and b->a at the full or a reduced resolution, sampled
-        bilinearly at ``(x + 0.5) * w / W - 0.5``. Channels: the displacement (dx, dy) in
+        bilinearly at ``(x + 0.5) * w / W - 0.5`` (inside the fixed-point iteration at the
+        nearest node, ``floor((x + 0.5) * w / W)``). Channels: the displacement (dx, dy) in
         full-resolution pixels; optionally the visibility in [0, 1] of each point in the other
         frame (forward-backward consistency; default 1); optionally the second-order term
         ``J F`` (J the Jacobian of the flow in full-resolution pixels; default 0).
@@ -417,12 +431,18 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     def flow_at(f, x, y):
         return _np_sample(f, (x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5)
 
+    def flow_nn(f, x, y):
+        gx = np.clip(((x + 0.5) * sx).astype(np.int64), 0, f.shape[1] - 1)
+        gy = np.clip(((y + 0.5) * sy).astype(np.int64), 0, f.shape[0] - 1)
+        return f[gy, gx]
+
     def fixed_point(f, f_prev, d):
-        # z = x - d F(z) from the previous solution's flow; the squared last step too.
+        # z = x - d F(z) from the previous solution's flow, F at the nearest grid node; the
+        # squared last step too.
         z = np.stack([xx - d * f_prev[..., 0], yy - d * f_prev[..., 1]], -1)
         r = np.zeros((h, w), np.float32)
         for _ in range(iters):
-            f_prev = flow_at(f, z[..., 0], z[..., 1])
+            f_prev = flow_nn(f, z[..., 0], z[..., 1])
             n = np.stack([xx - d * f_prev[..., 0], yy - d * f_prev[..., 1]], -1)
             r = ((n - z) ** 2).sum(-1)
             z = n
