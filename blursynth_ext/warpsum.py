@@ -83,12 +83,17 @@ def _image_at(im, x, y):
             lerp(im, x0, y0, x1, y1, ax, ay, 2))
 
 
+def _node(g, x, y, sx, sy):
+    # The node of grid g (sx, sy times the frame size) whose cell holds position (x, y).
+    return (min(max(i4((x + f4(0.5)) * sx), 0), g.shape[1] - 1),
+            min(max(i4((y + f4(0.5)) * sy), 0), g.shape[0] - 1))
+
+
 def _flow_nn(f, x, y, sx, sy):
     # Channels 0-2 of the flow at the grid node nearest to (x, y). Inside the fixed-point
     # iteration: across a motion discontinuity bilinear interpolation blends two motions into
     # one that no surface has, and the points on a moving edge would find no consistent path.
-    gx = min(max(i4((x + f4(0.5)) * sx), 0), f.shape[1] - 1)
-    gy = min(max(i4((y + f4(0.5)) * sy), 0), f.shape[0] - 1)
+    gx, gy = node(f, x, y, sx, sy)
     return f[gy, gx, 0], f[gy, gx, 1], f[gy, gx, 2]
 
 
@@ -115,8 +120,7 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, i
     yf = f4(y)
     ua, va, qa = flow_at(fab, xf, yf, sx, sy)
     ub, vb, qb = flow_at(fba, xf, yf, sx, sy)
-    gx = min(max(i4((xf + f4(0.5)) * sx), 0), hard.shape[1] - 1)
-    gy = min(max(i4((yf + f4(0.5)) * sy), 0), hard.shape[0] - 1)
+    gx, gy = node(hard, xf, yf, sx, sy)
     if hard[gy, gx] == 0:
         # Smooth flow seen by both frames: the fixed point to second order,
         # z = x - s F + s^2 J F, and a plain cross-fade.
@@ -173,14 +177,16 @@ lerp = _inline(_lerp)
 flow_at = _inline(_flow_at)
 curv_at = _inline(_curv_at)
 image_at = _inline(_image_at)
+node = _inline(_node)
 flow_nn = _inline(_flow_nn)
 fixed_point = _inline(_fixed_point)
 pixel = _inline(_pixel)
 
 
-def _flow_row(f, yf, sx, sy, w, tmp, u, v, c, d):
+def _flow_row(f, yf, sx, sy, tmp, out):
     # Flow channels (dx, dy) and J F of the grid f, bilinearly at every pixel of the
-    # full-resolution row yf (as flow_at / curv_at): blend the two grid rows once, then along x.
+    # full-resolution row yf (as flow_at / curv_at) into out[0:4]: blend the two grid rows
+    # once, then along x.
     gh = f.shape[0]
     gw = f.shape[1]
     gy = min(max((yf + f4(0.5)) * sy - f4(0.5), f4(0.0)), f4(gh - 1))
@@ -191,15 +197,13 @@ def _flow_row(f, yf, sx, sy, w, tmp, u, v, c, d):
     t = tmp.reshape(-1)
     for i in range(t.shape[0]):  # contiguous: vectorised
         t[i] = r0[i] + ay * (r1[i] - r0[i])
-    for x in range(w):
+    for x in range(out.shape[1]):
         g = min(max((f4(x) + f4(0.5)) * sx - f4(0.5), f4(0.0)), f4(gw - 1))
         x0 = i4(g)
         x1 = min(x0 + 1, gw - 1)
         ax = g - f4(x0)
-        u[x] = tmp[x0, 0] + ax * (tmp[x1, 0] - tmp[x0, 0])
-        v[x] = tmp[x0, 1] + ax * (tmp[x1, 1] - tmp[x0, 1])
-        c[x] = tmp[x0, 3] + ax * (tmp[x1, 3] - tmp[x0, 3])
-        d[x] = tmp[x0, 4] + ax * (tmp[x1, 4] - tmp[x0, 4])
+        for i, ch in enumerate((0, 1, 3, 4)):
+            out[i, x] = tmp[x0, ch] + ax * (tmp[x1, ch] - tmp[x0, ch])
 
 
 flow_row = _inline(_flow_row)
@@ -215,14 +219,8 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters,
         # Row by row, sample by sample. The smooth path is split in two passes over the row:
         # positions, cells and fractions (arithmetic only, vectorised), then the gathers
         # (scalar); fused, neither vectorises and it runs ~1.5x slower.
-        ua = np.empty(w, np.float32)
-        va = np.empty(w, np.float32)
-        ca = np.empty(w, np.float32)
-        da = np.empty(w, np.float32)
-        ub = np.empty(w, np.float32)
-        vb = np.empty(w, np.float32)
-        cb = np.empty(w, np.float32)
-        db = np.empty(w, np.float32)
+        ra = np.empty((4, w), np.float32)  # F_ab along the row: dx, dy, J F
+        rb = np.empty((4, w), np.float32)
         xi = np.empty(w, np.int32)
         yi = np.empty(w, np.int32)
         ax = np.empty(w, np.float32)
@@ -230,22 +228,22 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters,
         tmp = np.empty(fab.shape[1:], np.float32)
         is_hard = np.empty(w, np.uint8)
         yf = f4(y)
-        gy = min(max(i4((yf + f4(0.5)) * sy), 0), hard.shape[0] - 1)
         any_hard = False
         for x in range(w):
-            gx = min(max(i4((f4(x) + f4(0.5)) * sx), 0), hard.shape[1] - 1)
+            gx, gy = node(hard, f4(x), yf, sx, sy)
             is_hard[x] = 1 if tiny else hard[gy, gx]
             any_hard |= is_hard[x] != 0
-        flow_row(fab, yf, sx, sy, w, tmp, ua, va, ca, da)
-        flow_row(fba, yf, sx, sy, w, tmp, ub, vb, cb, db)
+        flow_row(fab, yf, sx, sy, tmp, ra)
+        flow_row(fba, yf, sx, sy, tmp, rb)
         for k in range(0 if tiny else n):
             s = times[k]
             wk = weights[k]
             row = acc[targets[k], y]
             if s < f4(0.5):
-                im, u, v, c, d, m = ia, ua, va, ca, da, s
+                im, fr, m = ia, ra, s
             else:
-                im, u, v, c, d, m = ib, ub, vb, cb, db, f4(1.0) - s
+                im, fr, m = ib, rb, f4(1.0) - s
+            u, v, c, d = fr[0], fr[1], fr[2], fr[3]
             mm = m * m
             for x in range(w):
                 # The cell (x0, x0 + 1) x (y0, y0 + 1) with fractions in [0, 1]: at the last
@@ -288,7 +286,8 @@ def device_pixel(jit_device):
     g = dict(globals())
     for name, fn in (("cell", _cell), ("lerp", _lerp), ("flow_at", _flow_at),
                      ("curv_at", _curv_at), ("image_at", _image_at),
-                     ("flow_nn", _flow_nn), ("fixed_point", _fixed_point), ("pixel", _pixel)):
+                     ("node", _node), ("flow_nn", _flow_nn), ("fixed_point", _fixed_point),
+                     ("pixel", _pixel)):
         g[name] = jit_device(types.FunctionType(fn.__code__, g, name))
     return g["pixel"]
 
