@@ -256,18 +256,21 @@ class _DISBackend(FlowBackend):
     name = "dis"
 
     def __init__(self, preset: str = DEFAULT_DIS_PRESET, finest_scale: int | None = None,
-                 patch_stride: int | None = None, **options: Any):
-        _reject_unknown("dis", options, {"preset", "finest_scale", "patch_stride"})
+                 patch_stride: int | None = None, variational_iterations: int | None = None,
+                 **options: Any):
+        _reject_unknown("dis", options, {"preset", "finest_scale", "patch_stride",
+                                         "variational_iterations"})
         if not isinstance(preset, str) or preset not in DIS_PRESETS:
             raise ParameterError(
                 f"dis preset: expected one of {', '.join(DIS_PRESETS)}, got {preset!r}"
             )
-        for name, value, lo in (("finest_scale", finest_scale, 0), ("patch_stride", patch_stride, 1)):
+        ints = {"finest_scale": (finest_scale, 0), "patch_stride": (patch_stride, 1),
+                "variational_iterations": (variational_iterations, 0)}
+        for name, (value, lo) in ints.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < lo):
                 raise ParameterError(f"dis {name}: expected an int >= {lo}, got {value!r}")
-        super().__init__({"preset": preset, **{k: v for k, v in (("finest_scale", finest_scale),
-                                                                 ("patch_stride", patch_stride))
+        super().__init__({"preset": preset, **{k: v for k, (v, _) in ints.items()
                                                if v is not None}})
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
         if finest_scale is not None:
@@ -276,6 +279,8 @@ class _DISBackend(FlowBackend):
             self._dis.setFinestScale(finest_scale)
         if patch_stride is not None:
             self._dis.setPatchStride(patch_stride)
+        if variational_iterations is not None:
+            self._dis.setVariationalRefinementIterations(variational_iterations)
         self._preset_finest = self._dis.getFinestScale()
         self._patch = self._dis.getPatchSize()
 
@@ -504,8 +509,10 @@ def get_backend(name: str = "dis", **options: Any) -> FlowBackend:
         Backend options:
 
         - ``dis``: ``preset`` in :data:`DIS_PRESETS` (default :data:`DEFAULT_DIS_PRESET`), and
-          ``finest_scale`` (int >= 0) and ``patch_stride`` (int >= 1), by default the preset's:
-          the finest pyramid level matched and the spacing of the patches.
+          ``finest_scale`` (int >= 0), ``patch_stride`` (int >= 1) and
+          ``variational_iterations`` (int >= 0), by default the preset's: the finest pyramid
+          level matched, the spacing of the patches and the iterations of the variational
+          refinement that smooths the matched flow.
         - ``farneback``: any of :data:`FARNEBACK_DEFAULTS` (``pyr_scale``, ``levels``,
           ``winsize``, ``iterations``, ``poly_n`` (5 or 7), ``poly_sigma``, ``flags``
           (0 or ``cv2.OPTFLOW_FARNEBACK_GAUSSIAN``)).

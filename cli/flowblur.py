@@ -45,7 +45,7 @@ PARAM_HELP = {
     "tau": "Occlusion softness: warp residual, in pixels, at which a side's weight halves.",
     "refine_boundaries": "Recompute the flow around moving objects' edges and occlusions with "
                          "finer DIS matching: +1 dB on the occlusion benchmark. The cost grows "
-                         "with the moving edges: 720p, two moving objects: 1.6x the time; "
+                         "with the moving edges: 720p, two moving objects: about 1.5x the time; "
                          "a camera pan: 1.1x.",
 }
 
