@@ -24,6 +24,12 @@ def default_of(func: Callable, name: str) -> Any:
     return inspect.signature(func).parameters[name].default
 
 
+#: ``--progress/--no-progress`` -> ``show_progress`` (None: decide from the terminal and -q).
+progress_option = click.option(
+    "--progress/--no-progress", "show_progress", default=None,
+    help="Progress bar. Default: when stderr is a terminal and not -q.")
+
+
 def dataclass_options(cls: type, helps: dict[str, str],
                       types: dict[str, click.ParamType] | None = None) -> Callable:
     """Decorator adding one ``--field-name`` option per field of dataclass ``cls``.

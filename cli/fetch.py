@@ -10,7 +10,7 @@ from blursynth.errors import ParameterError
 from blursynth.fetch import PARTIAL_DIR, fetch as fetch_videos
 from blursynth.sources import parse_section
 
-from .common import default_of
+from .common import default_of, progress_option
 
 
 class SectionType(click.ParamType):
@@ -57,8 +57,7 @@ class SectionType(click.ParamType):
                    "without a video is not retried.")
 @click.option("--overwrite", is_flag=True,
               help="Forget the manifest and partial downloads and fetch everything again.")
-@click.option("--progress/--no-progress", "show_progress", default=None,
-              help="Progress bar. Default: when stderr is a terminal and not -q.")
+@progress_option
 @click.pass_context
 def fetch(ctx: click.Context, sources: tuple[str, ...], lists: tuple[Path, ...], out_dir: Path,
           license: tuple[str, ...], **options):

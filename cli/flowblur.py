@@ -11,7 +11,8 @@ from blursynth.flow import BACKENDS, DIS_PRESETS
 from blursynth.flowblur import FlowBlurParams
 from blursynth.flowblur_video import FLOW_FORMATS, flowblur_video, flowblur_videos, output_paths
 
-from .common import VIDEO_SUFFIXES, build, dataclass_options, default_of, expand_inputs
+from .common import (VIDEO_SUFFIXES, build, dataclass_options, default_of, expand_inputs,
+                     progress_option)
 
 _D = FlowBlurParams()
 
@@ -88,9 +89,7 @@ PARAM_HELP = {
               show_default=True,
               help="Skip videos the manifest shows finished with the same parameters and input "
                    "(--no-resume redoes them).")
-@click.option("--progress/--no-progress", "show_progress",
-              default=default_of(flowblur_video, "show_progress"),
-              help="Progress bar. Default: when stderr is a terminal and not -q.")
+@progress_option
 @click.pass_context
 def flowblur(ctx: click.Context, inputs: tuple[Path, ...], out_dir: Path | None, **options):
     """Synthesise motion blur from videos: sharp/blurry training pairs.

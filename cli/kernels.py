@@ -10,7 +10,7 @@ import click
 from blursynth import kernel_bank, psf
 from blursynth.errors import ParameterError
 
-from .common import RangeType, default_of
+from .common import RangeType, default_of, progress_option
 
 SHORT = "Camera-shake blur kernels: a bank (.npz), a preview PNG and its statistics."
 
@@ -95,8 +95,7 @@ HELP = """Make a bank of camera-shake blur kernels.
               show_default=True,
               help="Also write OUT_STEM_preview.png: the first 64 kernels, each scaled to its "
                    "maximum.")
-@click.option("--progress/--no-progress", "show_progress", default=None,
-              help="Progress bar. Default: when stderr is a terminal and not -q.")
+@progress_option
 @click.pass_context
 def kernels(ctx: click.Context, params: tuple[tuple[str, Any], ...], **options) -> None:
     """(The help text is HELP, which lists the models.)"""

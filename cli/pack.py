@@ -9,7 +9,7 @@ import click
 from blursynth.pack import BURST_FORMATS, formats, pack as pack_clips, tensorpack_defaults
 from blursynth.sampling import REASONS, SampleParams
 
-from .common import build, dataclass_options, default_of
+from .common import build, dataclass_options, default_of, progress_option
 
 PARAM_HELP = {
     "frames": "Burst length T: consecutive frames per sample (1: single pairs).",
@@ -87,8 +87,7 @@ class PatchType(click.ParamType):
                    "Animation-from-Blur use its reader with bbox and trend files).")
 @click.option("--overwrite", is_flag=True,
               help="Delete a previous pack output at OUT first. Default: resume it.")
-@click.option("--progress/--no-progress", "show_progress", default=None,
-              help="Progress bar. Default: when stderr is a terminal and not -q.")
+@progress_option
 @click.pass_context
 def pack(ctx: click.Context, inputs: tuple[Path, ...], lmdb: Path | None,
          lmdb_format: str, layout: tuple[str, Path] | None, **options):

@@ -13,7 +13,7 @@ from blursynth.segblur import MODELS, SegParams
 from blursynth.segblur_files import segblur as segblur_files
 from blursynth.segmasks import ORDERS, CocoSource, MaskFilter, MaskFolderSource, PlainSource
 
-from .common import build, default_of
+from .common import build, default_of, progress_option
 
 _P = SegParams.__dataclass_fields__
 _F = MaskFilter.__dataclass_fields__
@@ -121,8 +121,7 @@ def _listing(d: dict) -> str:
               show_default=True, help="Processes rendering photos.")
 @click.option("--overwrite", is_flag=True,
               help="Redo every photo. Default: resume, skipping photos already done.")
-@click.option("--progress/--no-progress", "show_progress", default=None,
-              help="Progress bar. Default: when stderr is a terminal and not -q.")
+@progress_option
 @click.pass_context
 def segblur(ctx: click.Context, inputs: tuple[Path, ...], coco: Path | None,
             masks_dir: Path | None, images_dir: Path | None, out: Path, categories,

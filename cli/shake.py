@@ -12,7 +12,7 @@ from blursynth.errors import ParameterError
 from blursynth.shake import ShakeParams
 from blursynth.shake_files import KINDS, shake as shake_inputs
 
-from .common import RangeType, build, default_of
+from .common import RangeType, build, default_of, progress_option
 
 _D = ShakeParams.__dataclass_fields__
 
@@ -85,8 +85,7 @@ class IntList(click.ParamType):
 @click.option("--overwrite", is_flag=True,
               help="Start again: redo every item (and delete a previous --lmdb-out). "
                    "Default: resume, skipping items already done.")
-@click.option("--progress/--no-progress", "show_progress", default=None,
-              help="Progress bar. Default: when stderr is a terminal and not -q.")
+@progress_option
 @click.pass_context
 def shake(ctx: click.Context, inputs: tuple[Path, ...], out: Path | None, lmdb_out: Path | None,
           kind: str, model: str, bank: Path | None, sizes: tuple[int, ...],
