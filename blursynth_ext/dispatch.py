@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = [
     "DEVICES", "cuda_available", "resolve_device", "warpsum", "encode_linear", "prefilter",
-    "analyse_pair", "concurrent_kernels",
+    "analyse_pair", "snap_flow", "concurrent_kernels",
 ]
 
 DEVICES = {
@@ -116,6 +116,29 @@ def analyse_pair(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, *,
 
     fn = analyse_reference if resolve_device(device) == "numpy" else analyse_cpu
     return fn(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min)
+
+
+def snap_flow(flow, a, b, other, *, device: str | None = None) -> np.ndarray:
+    """Snap a flow to one side's motion across its motion boundaries
+    (:mod:`blursynth_ext.flowsnap`). Runs on the CPU (a small grid).
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        float32 (h, w, 2) flow from ``a`` to ``b`` in grid pixels.
+    a, b, other : numpy.ndarray
+        uint8 (h, w) grey frames on the flow grid; ``other`` is the frame one interval before
+        ``a`` on the side away from ``b``, or None.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (h, w, 2), the flow with the vectors in its boundary ramps replaced.
+    """
+    from .flowsnap import MARGIN, RADII, boundary_mask, snap_cpu, snap_reference
+
+    fn = snap_reference if resolve_device(device) == "numpy" else snap_cpu
+    return fn(flow, a, b, other, boundary_mask(flow, radii=RADII), MARGIN, RADII)
 
 
 def _touch(x):

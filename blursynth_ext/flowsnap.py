@@ -1,0 +1,305 @@
+"""Snap a flow field to one side's motion across motion boundaries.
+
+Patch-based flow with smoothness (DIS's variational refinement, Farneback's windows) blurs the
+flow across a motion boundary: between an object moving at -8 px and a background moving at
++2 px it ramps over some 14 grid pixels, and every value in that ramp is a motion no surface
+has. Warping with it drags thin background structure along with the object.
+
+Near a boundary the right vector is almost always one already found a few pixels away, on one
+side or the other. So, for each pixel ``x`` of the region where the flow changes fast (the
+``mask``), every candidate field ``F(. + d_k)`` (the flow shifted by an offset ``d_k``; ``d_0 = 0``
+keeps the flow) is scored by how well it explains the frames on a 3x3 window ``N(x)``:
+
+    C_k(x) = min( mean_{p in N(x)} |a(p) - b(p + F(p + d_k))|,
+                  mean_{p in N(x)} |a(p) - o(p - F(p + d_k))| )
+
+``o`` is the frame on the other side of ``a`` (for ``F_ab``, frame ``a - 1``; for ``F_ba``,
+frame ``b + 1``): a point about to be covered in ``b`` was still visible there, and under
+constant velocity it sat at ``p - F``. The smaller of the two scores lets such points choose
+their own motion instead of the occluder's. ``C_0`` is lowered by ``margin`` so the flow only
+changes on clear evidence (flat or ambiguous texture keeps it). Each pixel takes the
+candidate of lowest score.
+
+Offsets: 8 directions at the radii :data:`RADII` (grid pixels) plus the zero offset.
+
+:func:`snap_reference` is the NumPy reference, :func:`snap_cpu` the numba version; both
+clamp positions at the frame borders.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import float32 as f4, int32 as i4, prange
+
+__all__ = ["RADII", "MARGIN", "offsets", "boundary_mask", "snap_reference", "snap_cpu"]
+
+#: Candidate distances in flow-grid pixels: wider than DIS's ramp (about 14 px) is not needed,
+#: and the ramp's half-width must be covered from every pixel in it.
+RADII = (5, 16)
+#: Grey levels (mean over the window) by which a candidate must beat the current vector.
+MARGIN = 2.0
+
+
+def offsets(radii=RADII) -> np.ndarray:
+    """Candidate offsets ``(dx, dy)`` (int32 (K, 2)): zero first, then 8 directions per radius."""
+    out = [(0, 0)]
+    for r in radii:
+        d = int(round(r / np.sqrt(2.0)))
+        out += [(r, 0), (-r, 0), (0, r), (0, -r), (d, d), (-d, d), (d, -d), (-d, -d)]
+    return np.asarray(out, np.int32)
+
+
+def boundary_mask(flow: np.ndarray, slope: float = 0.3, grow: int = 7, spread: float = 1.0,
+                  radii=RADII) -> np.ndarray:
+    """Where the flow changes by more than ``slope`` px per grid px, grown by ``grow`` px, and
+    the candidates differ from the current vector by more than ``spread`` px.
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        float32 (h, w, 2) flow in grid pixels.
+    slope : float
+        Largest change of either component between neighbouring grid pixels that is not a
+        boundary.
+    grow : int
+        Radius of the square the steep pixels are grown by (the ramp's tails are shallower).
+    spread : float
+        Pixels whose candidate vectors all lie within this many grid px of their own (in
+        either component) are left out: there is no second motion to snap to.
+    radii : sequence of int
+        The candidates' distances (:func:`offsets`).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (h, w), 1 inside the region to snap.
+    """
+    import cv2
+
+    f = np.ascontiguousarray(flow, np.float32)
+    grown = cv2.dilate(_steep(f, np.float32(slope)), np.ones((2 * grow + 1,) * 2, np.uint8))
+    _drop_uniform(f, grown, offsets(radii), np.float32(spread))
+    return grown
+
+
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+def _drop_uniform(f, mask, offs, spread):
+    h, w = mask.shape
+    for y in prange(h):
+        for x in range(w):
+            if mask[y, x]:
+                far = False
+                for k in range(1, offs.shape[0]):
+                    sy = min(max(y + offs[k, 1], 0), h - 1)
+                    sx = min(max(x + offs[k, 0], 0), w - 1)
+                    if abs(f[sy, sx, 0] - f[y, x, 0]) > spread or abs(f[sy, sx, 1] - f[y, x, 1]) > spread:
+                        far = True
+                        break
+                if not far:
+                    mask[y, x] = 0
+
+
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+def _steep(f, slope):
+    # 1 where the flow differs by more than slope from its right or lower neighbour.
+    h, w = f.shape[0], f.shape[1]
+    out = np.zeros((h, w), np.uint8)
+    for y in prange(h):
+        for x in range(w):
+            for c in range(2):
+                v = f[y, x, c]
+                if (x + 1 < w and abs(f[y, x + 1, c] - v) > slope) or \
+                        (y + 1 < h and abs(f[y + 1, x, c] - v) > slope):
+                    out[y, x] = 1
+    return out
+
+
+def _shifted(f, dx, dy):
+    h, w = f.shape[:2]
+    ys = np.clip(np.arange(h) + dy, 0, h - 1)
+    xs = np.clip(np.arange(w) + dx, 0, w - 1)
+    return f[ys][:, xs]
+
+
+def _bilinear(img, mx, my):
+    h, w = img.shape
+    x = np.clip(mx, 0, w - 1)
+    y = np.clip(my, 0, h - 1)
+    x0 = np.minimum(x.astype(np.int64), w - 1)
+    y0 = np.minimum(y.astype(np.int64), h - 1)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    ax, ay = x - x0, y - y0
+    return ((1 - ay) * ((1 - ax) * img[y0, x0] + ax * img[y0, x1])
+            + ay * ((1 - ax) * img[y1, x0] + ax * img[y1, x1]))
+
+
+def _box3(e):
+    # 3x3 mean with replicated borders.
+    p = np.pad(e, 1, mode="edge")
+    h, w = e.shape
+    return sum(p[j:j + h, i:i + w] for j in range(3) for i in range(3)) / 9.0
+
+
+def snap_reference(flow, a, b, other, mask, margin: float = MARGIN, radii=RADII) -> np.ndarray:
+    """Snap ``flow`` inside ``mask`` (NumPy reference).
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        float32 (h, w, 2) flow from ``a`` to ``b`` in grid pixels.
+    a, b : numpy.ndarray
+        uint8 (h, w) grey frames on the flow grid.
+    other : numpy.ndarray or None
+        uint8 (h, w) grey frame on the far side of ``a`` (one frame interval away, opposite
+        ``b``), or None where there is none (the first or last pair of a clip).
+    mask : numpy.ndarray
+        uint8 or bool (h, w): pixels that may change (:func:`boundary_mask`).
+    margin : float
+        Grey levels by which a candidate must beat the current vector.
+    radii : sequence of int
+        Candidate distances in grid pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (h, w, 2): the snapped flow (``flow`` itself outside ``mask``).
+    """
+    h, w = a.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    a64 = a.astype(np.float64)
+    best = np.full((h, w), np.inf)
+    out = np.array(flow, np.float32, copy=True)
+    for k, (dx, dy) in enumerate(offsets(radii)):
+        c = _shifted(flow, dx, dy).astype(np.float64)
+        cost = _box3(np.abs(a64 - _bilinear(b.astype(np.float64), gx + c[..., 0], gy + c[..., 1])))
+        if other is not None:
+            back = np.abs(a64 - _bilinear(other.astype(np.float64), gx - c[..., 0], gy - c[..., 1]))
+            cost = np.minimum(cost, _box3(back))
+        if k == 0:
+            cost = cost - margin
+        better = (cost < best) & (np.asarray(mask) != 0)
+        best = np.where(better, cost, best)
+        out[better] = c[better]
+    return out
+
+
+@numba.njit(fastmath=True, inline="always")
+def _bil(img, x, y):
+    h, w = img.shape
+    x = min(max(x, f4(0.0)), f4(w - 1))
+    y = min(max(y, f4(0.0)), f4(h - 1))
+    x0, y0 = i4(x), i4(y)
+    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+    ax, ay = x - f4(x0), y - f4(y0)
+    return ((f4(1) - ay) * ((f4(1) - ax) * f4(img[y0, x0]) + ax * f4(img[y0, x1]))
+            + ay * ((f4(1) - ax) * f4(img[y1, x0]) + ax * f4(img[y1, x1])))
+
+
+_BAND = 8  # rows per parallel task; each task recomputes the errors of one row above and below
+
+
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+def _snap_kernel(flow, a, b, other, has_other, ys, xs, starts, ny, nx, nstarts, offs, margin,
+                 out):
+    # Pixel lists in row order: the masked ones (ys, xs) and those their windows read (ny, nx);
+    # starts[r] / nstarts[r]: the first entry on row r or below. One task per band of rows.
+    h, w = a.shape
+    for band in prange((h + _BAND - 1) // _BAND):
+        y0 = band * _BAND
+        y1 = min(y0 + _BAND, h)
+        m0, m1 = starts[y0], starts[y1]
+        if m0 == m1:
+            continue
+        r0, r1 = max(y0 - 1, 0), min(y1 + 1, h)
+        n0, n1 = nstarts[r0], nstarts[r1]
+        err = np.zeros((r1 - r0, w + 2, 2), np.float32)  # (to b, to other), a column each side
+        row = np.zeros((r1 - r0, w, 2), np.float32)  # sums of three along the row
+        best = np.full(m1 - m0, np.inf, np.float32)
+        pick = np.zeros(m1 - m0, np.int32)
+        for k in range(offs.shape[0]):
+            dx, dy = offs[k, 0], offs[k, 1]
+            # Per-pixel errors of candidate k wherever a window needs them...
+            for q in range(n0, n1):
+                y, x = ny[q], nx[q]
+                sy, sx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
+                u, v = flow[sy, sx, 0], flow[sy, sx, 1]
+                av = f4(a[y, x])
+                err[y - r0, x + 1, 0] = abs(av - _bil(b, f4(x) + u, f4(y) + v))
+                if has_other:
+                    err[y - r0, x + 1, 1] = abs(av - _bil(other, f4(x) - u, f4(y) - v))
+            # ...their 3x3 means (separably; replicated borders), and the running best.
+            for q in range(n0, n1):
+                y, x = ny[q] - r0, nx[q]
+                xl = x + 1 if x > 0 else x + 2  # x - 1 in err, or x itself at the border
+                xr = x + 1 if x == w - 1 else x + 2
+                for c in range(2):
+                    row[y, x, c] = err[y, xl - 1, c] + err[y, x + 1, c] + err[y, xr, c]
+            for m in range(m0, m1):
+                y, x = ys[m], xs[m]
+                yu, yd = max(y - 1, 0) - r0, min(y + 1, h - 1) - r0
+                cost = (row[yu, x, 0] + row[y - r0, x, 0] + row[yd, x, 0]) / f4(9.0)
+                if has_other:
+                    cost = min(cost, (row[yu, x, 1] + row[y - r0, x, 1] + row[yd, x, 1]) / f4(9.0))
+                if k == 0:
+                    cost -= margin
+                if cost < best[m - m0]:
+                    best[m - m0] = cost
+                    pick[m - m0] = k
+        for m in range(m0, m1):
+            y, x, k = ys[m], xs[m], pick[m - m0]
+            sy = min(max(y + offs[k, 1], 0), h - 1)
+            sx = min(max(x + offs[k, 0], 0), w - 1)
+            out[y, x, 0] = flow[sy, sx, 0]
+            out[y, x, 1] = flow[sy, sx, 1]
+
+
+@numba.njit(nogil=True, cache=True)
+def _pixel_lists(mask):
+    # Row-ordered lists of the masked pixels and of those their 3x3 windows read, with the
+    # index of each row's first entry (h + 1 of them).
+    h, w = mask.shape
+    near = np.zeros((h, w), np.uint8)
+    n_mask = 0
+    for y in range(h):
+        for x in range(w):
+            if mask[y, x]:
+                n_mask += 1
+                for yy in range(max(y - 1, 0), min(y + 2, h)):
+                    for xx in range(max(x - 1, 0), min(x + 2, w)):
+                        near[yy, xx] = 1
+    ys = np.empty(n_mask, np.int32)
+    xs = np.empty(n_mask, np.int32)
+    starts = np.empty(h + 1, np.int64)
+    n_near = 0
+    for y in range(h):
+        for x in range(w):
+            n_near += near[y, x]
+    ny = np.empty(n_near, np.int32)
+    nx = np.empty(n_near, np.int32)
+    nstarts = np.empty(h + 1, np.int64)
+    m = q = 0
+    for y in range(h):
+        starts[y], nstarts[y] = m, q
+        for x in range(w):
+            if mask[y, x]:
+                ys[m], xs[m] = y, x
+                m += 1
+            if near[y, x]:
+                ny[q], nx[q] = y, x
+                q += 1
+    starts[h], nstarts[h] = m, q
+    return ys, xs, starts, ny, nx, nstarts
+
+
+def snap_cpu(flow, a, b, other, mask, margin: float = MARGIN, radii=RADII) -> np.ndarray:
+    """Snap ``flow`` inside ``mask`` (numba, parallel); see :func:`snap_reference`."""
+    flow = np.ascontiguousarray(flow, np.float32)
+    out = flow.copy()
+    ys, xs, starts, ny, nx, nstarts = _pixel_lists(np.ascontiguousarray(mask, np.uint8))
+    if ys.size:
+        has_other = other is not None
+        other = np.ascontiguousarray(other if has_other else a, np.uint8)
+        _snap_kernel(flow, np.ascontiguousarray(a, np.uint8), np.ascontiguousarray(b, np.uint8),
+                     other, has_other, ys, xs, starts, ny, nx, nstarts, offsets(radii),
+                     np.float32(margin), out)
+    return out
