@@ -31,6 +31,8 @@ import numba
 import numpy as np
 from numba import float32 as f4, int32 as i4, prange
 
+from .flowcheck import _bilinear
+
 __all__ = ["RADII", "MARGIN", "offsets", "boundary_mask", "snap_reference", "snap_cpu"]
 
 #: Candidate distances in flow-grid pixels: wider than DIS's ramp (about 14 px) is not needed,
@@ -119,18 +121,6 @@ def _shifted(f, dx, dy):
     ys = np.clip(np.arange(h) + dy, 0, h - 1)
     xs = np.clip(np.arange(w) + dx, 0, w - 1)
     return f[ys][:, xs]
-
-
-def _bilinear(img, mx, my):
-    h, w = img.shape
-    x = np.clip(mx, 0, w - 1)
-    y = np.clip(my, 0, h - 1)
-    x0 = np.minimum(x.astype(np.int64), w - 1)
-    y0 = np.minimum(y.astype(np.int64), h - 1)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    ax, ay = x - x0, y - y0
-    return ((1 - ay) * ((1 - ax) * img[y0, x0] + ax * img[y0, x1])
-            + ay * ((1 - ax) * img[y1, x0] + ax * img[y1, x1]))
 
 
 def _box3(e):
