@@ -36,13 +36,11 @@ import statistics
 import sys
 import time
 
-import cv2
 import numpy as np
 import scipy
 import scipy.signal
-from skimage import data
 
-from common import machine_line, markdown_table, parse_size
+from common import machine_line, markdown_table, parse_size, photo
 
 from blursynth.crf import decode_u8
 from blursynth.psf import make_kernel
@@ -51,12 +49,6 @@ from blursynth.segmasks import SegItem
 
 GOAL_RATIO = 3.0
 GOAL_DIFF = 1e-3
-
-
-def photo(size: tuple[int, int]) -> np.ndarray:
-    """The astronaut photo as ``(H, W, 3)`` uint8 sRGB at `size`."""
-    h, w = size
-    return cv2.resize(data.astronaut(), (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def blobs(size: tuple[int, int], n: int, rng: np.random.Generator) -> np.ndarray:

@@ -43,21 +43,14 @@ import cv2
 import numpy as np
 import scipy
 import scipy.signal
-from skimage import data
 
-from common import machine_line, markdown_table, parse_size
+from common import machine_line, markdown_table, parse_size, photo
 
 from blursynth.convolve import blur_u8, convolve, convolve_torch
 from blursynth.crf import decode_u8
 
 GOAL_RATIO = 3.0
 GOAL_DIFF = 1e-3
-
-
-def photo(size: tuple[int, int]) -> np.ndarray:
-    """The astronaut photo as ``(H, W, 3)`` uint8 sRGB at `size`."""
-    h, w = size
-    return cv2.resize(data.astronaut(), (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def curve_kernel(size: int, rng: np.random.Generator) -> np.ndarray:

@@ -60,6 +60,15 @@ def _diff(a: np.ndarray, b: np.ndarray, border: int) -> np.ndarray:
     return d[border:d.shape[0] - border, border:d.shape[1] - border] if border else d
 
 
+def photo(size: tuple[int, int]) -> np.ndarray:
+    """The astronaut photo as ``(H, W, 3)`` uint8 sRGB at `size`."""
+    import cv2
+    from skimage import data
+
+    h, w = size
+    return cv2.resize(data.astronaut(), (w, h), interpolation=cv2.INTER_CUBIC)
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]],
                    align: str | None = None) -> str:
     """A GitHub markdown table; ``align`` has one of ``l``/``r`` per column (default: left)."""
