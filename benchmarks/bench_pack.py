@@ -11,11 +11,13 @@ before any timing. For each encoding (PNG, JPEG q95, raw), in the same run, one 
 other:
 
 - **encode only**: :func:`~blursynth.formats.native_lmdb.encode_sample` of every sample on a
-  thread pool of ``--workers`` threads, no LMDB (the encoding ceiling);
+  thread pool of ``--workers`` threads, each record dropped at once, no LMDB (the encoding
+  ceiling; best of 2);
 - **raw put loop** (the baseline): those encoded records put into a fresh LMDB with keys
   ``%08d``, a commit every ``--batch`` records, the same environment flags, then closed;
 - **writer.add**: :class:`~blursynth.formats.native_lmdb.NativeLmdbWriter` on the samples,
-  encoding in its thread pool of ``--workers`` threads (what ``blursynth pack --lmdb`` does),
+  encoding in its thread pool of ``--workers`` threads (what ``blursynth pack --lmdb`` does;
+  raw frames are copied into reused record buffers in the caller's thread),
   starting from the default 256 MiB map (so map growth is included);
 - **writer.add_encoded**: the writer fed the pre-encoded records (the writer's own cost:
   id keys, ``__meta__`` rewrites, ordering, commits).
@@ -49,6 +51,7 @@ from skimage import data
 
 from common import machine_line, markdown_table
 
+from blursynth.formats.lmdb_io import keep_freed_memory
 from blursynth.formats.native_lmdb import NativeLmdbWriter, encode_sample, record_key
 from blursynth.sampling import Sample
 
@@ -79,6 +82,14 @@ def make_samples(n: int, size: int, frames: int, seed: int = 0) -> list[Sample]:
 def encode_all(samples: list[Sample], encoding: str, workers: int) -> list[bytes]:
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(lambda s: encode_sample(s, encoding), samples))
+
+
+def encode_only(samples: list[Sample], encoding: str, workers: int) -> None:
+    """Encode every sample and drop the record (as the writer does once it is committed:
+    keeping 400 records of 2 MB alive would time page faults, not encoding)."""
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(lambda s: len(encode_sample(s, encoding)), samples):
+            pass
 
 
 def raw_put_loop(records: list[bytes], path: Path, batch: int) -> None:
@@ -149,15 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("expected --samples, --frames, --workers, --repeat >= 1 and --size >= 16")
 
     t_start = time.perf_counter()
+    tuned = keep_freed_memory()  # as every writer does: the baseline runs under it too
     samples = make_samples(args.samples, args.size, args.frames)
     n = len(samples)
     write_rows, read_rows, ratios = [], [], {}
     root = Path(tempfile.mkdtemp(prefix="bench_pack_", dir=args.dir))
     try:
         for enc in encodings:
-            t0 = time.perf_counter()
             records = encode_all(samples, enc, args.workers)
-            t_enc = time.perf_counter() - t0
+            t_enc = min(timed(encode_only, samples, enc, args.workers) for _ in range(2))
             mb = sum(map(len, records)) / 1e6
             runs = {"raw": lambda p: raw_put_loop(records, p, args.batch),
                     "add": lambda p: write_samples(samples, p, enc, args.workers, args.batch),
@@ -176,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             ceiling = max(t_enc, t_raw)  # the slower of the two stages bounds writer.add
             for what, t in ((f"encode only ({args.workers} threads, no LMDB)", t_enc),
                             ("raw put loop (baseline)", t_raw),
-                            (f"writer.add ({args.workers} encoding threads)", best["add"]),
+                            ("writer.add (raw: copied inline)" if enc == "raw" else
+                             f"writer.add ({args.workers} encoding threads)", best["add"]),
                             ("writer.add_encoded (pre-encoded)", best["pre"])):
                 encode_row = "encode only" in what
                 write_rows.append([enc, what, f"{n / t:.1f}", f"{mb / t:.0f}",
@@ -195,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# Packing throughput: {n} bursts of {args.frames}x{args.size}x{args.size}x3\n")
     print(f"- {machine_line()}")
+    print(f"- allocator: {'glibc keeping freed blocks (keep_freed_memory)' if tuned else 'default'}"
+          " for every row")
     print(f"- commit every {args.batch} records; LMDB default flags (sync on commit); "
           f"folder: {args.dir or tempfile.gettempdir()}; writes: best of {args.repeat}, "
           "rotating order\n")

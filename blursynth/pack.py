@@ -127,7 +127,7 @@ def pack(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *, fmt: st
     shard_size : int, optional
         Native LMDB: records per shard (``OUT-00000.lmdb``, ...); default one database.
     workers : int
-        Encoding threads of the LMDB writers.
+        Encoding threads of the LMDB writers (raw frames are copied without threads).
     split : str
         Split folder of the layouts (``train``, ``test``, ...).
     name : str, optional

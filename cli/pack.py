@@ -78,7 +78,8 @@ class PatchType(click.ParamType):
 @click.option("--shard-size", type=click.IntRange(min=1), metavar="N",
               help="Native LMDB: N records per shard, written as OUT-00000.lmdb, ...")
 @click.option("--workers", type=click.IntRange(min=1), default=default_of(pack_clips, "workers"),
-              show_default=True, help="Encoding threads.")
+              show_default=True,
+              help="Encoding threads (PNG, JPEG; raw frames are copied in the main thread).")
 @click.option("--split", default=default_of(pack_clips, "split"), show_default=True,
               help="Split of a folder layout (train, test, ...).")
 @click.option("--name", default=None,

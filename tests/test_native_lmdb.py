@@ -85,6 +85,32 @@ def test_raw_frames_are_c_order_bytes(tmp_path):
     assert rec["sharp"] == [f.tobytes() for f in s.sharp]
 
 
+@pytest.mark.parametrize("t,h,w", [(1, 1, 1), (2, 5, 7), (3, 40, 50), (2, 150, 150)])
+def test_raw_record_is_what_msgpack_writes(t, h, w):
+    # Frames of 3, 105, 6000 and 67500 bytes: msgpack's bin8, bin16 and bin32 headers.
+    # Known answer: msgpack's own packing of the whole record, frames as bytes. The
+    # frames are strided views (every other column of a wider crop), as crops are.
+    rng = np.random.default_rng(t * h * w)
+    wide = rng.integers(0, 256, (2, t, h, 2 * w, 3), dtype=np.uint8)
+    s = Sample("clip/000001/0_0", wide[0][:, :, ::2], wide[1][:, :, ::2], t - 1,
+               {"crf": "srgb", "crop": [0, 0, h, w], "x": 0.5})
+    want = msgpack.packb({"id": s.id, "encoding": "raw", "shape": [t, h, w, 3], "ref": t - 1,
+                          "meta": s.meta, "blurry": [f.tobytes() for f in s.blurry],
+                          "sharp": [f.tobytes() for f in s.sharp]}, use_bin_type=True)
+    assert encode_sample(s, "raw") == want
+
+
+def test_raw_record_buffers_are_reused_only_after_their_commit(tmp_path):
+    # 20 different bursts through batches of 3: the writer builds raw records in buffers
+    # it takes back after each commit; one reused too early would corrupt a record.
+    samples = [burst(i, t=2 + i % 3, h=16 + i % 5, w=24) for i in range(20)]
+    w = write_native_lmdb(samples, tmp_path / "a.lmdb", encoding="raw", batch=3)
+    assert w.written == 20
+    r = NativeLmdbReader(tmp_path / "a.lmdb")
+    for i, s in enumerate(samples):
+        assert_same(r[i], s)
+
+
 def test_jpeg_round_trip_is_the_decoded_jpeg(tmp_path):
     s = burst(5, h=64, w=64)
     write_native_lmdb([s], tmp_path / "a.lmdb", encoding="jpeg", quality=80)
