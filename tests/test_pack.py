@@ -40,10 +40,11 @@ def records(path):
     return [(s.id, s.ref, s.blurry.tobytes(), s.sharp.tobytes()) for s in (r[i] for i in range(len(r)))]
 
 
-def test_native_samples_are_crops_of_the_clips(tmp_path):
+@pytest.mark.parametrize("encoding", ["png", "raw"])
+def test_native_samples_are_crops_of_the_clips(tmp_path, encoding):
     clips_dir = make_clips(tmp_path / "clips")
     out = tmp_path / "train.lmdb"
-    res = pack([clips_dir], out, params=PARAMS, seed=3)
+    res = pack([clips_dir], out, params=PARAMS, seed=3, encoding=encoding)
     assert res["failed"] == [] and res["done"] == ["a", "b", "c"]
     frames = {c.name: list(c.frames()) for c in find_clips([clips_dir])}
     reader = NativeLmdbReader(out)
