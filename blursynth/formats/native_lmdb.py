@@ -219,31 +219,25 @@ def _pack_raw(head: dict, blurry: np.ndarray, sharp: np.ndarray,
         The record, and the buffer holding it (to give back after its commit).
     """
     packer = msgpack.Packer(use_bin_type=True)
-    parts = [packer.pack_map_header(len(head) + 2)]
-    parts += [packer.pack(x) for kv in head.items() for x in kv]
-    frame = blurry[0].nbytes
-    sides = (("blurry", blurry), ("sharp", sharp))
-    size = sum(map(len, parts)) + sum(len(packer.pack(k)) + len(packer.pack_array_header(len(a)))
-                                      + len(a) * (len(_bin_header(frame)) + frame)
-                                      for k, a in sides)
+    prefix = packer.pack_map_header(len(head) + 2) + b"".join(
+        packer.pack(x) for kv in head.items() for x in kv)
+    sides = [(packer.pack(key) + packer.pack_array_header(len(frames)), frames)
+             for key, frames in (("blurry", blurry), ("sharp", sharp))]
+    n = blurry[0].nbytes
+    bin_header = _bin_header(n)
+    size = len(prefix) + sum(len(h) + len(f) * (len(bin_header) + n) for h, f in sides)
     buf = buffers.take(size) if buffers is not None else bytearray(size)
     out = memoryview(buf)
     o = 0
-
-    def put(b: bytes) -> None:
-        nonlocal o
-        out[o:o + len(b)] = b
-        o += len(b)
-
-    for b in parts:
-        put(b)
-    for key, frames in sides:
-        put(packer.pack(key) + packer.pack_array_header(len(frames)))
+    for header, frames in [(prefix, ())] + sides:
+        out[o:o + len(header)] = header
+        o += len(header)
         for f in frames:
-            put(_bin_header(frame))
-            np.copyto(np.frombuffer(buf, np.uint8, frame, o).reshape(f.shape), f)
-            o += frame
-    return out[:o], buf
+            out[o:o + len(bin_header)] = bin_header
+            o += len(bin_header)
+            np.copyto(np.frombuffer(buf, np.uint8, n, o).reshape(f.shape), f)
+            o += n
+    return out[:size], buf
 
 
 def _plain(obj, what: str):
