@@ -208,15 +208,15 @@ class _Buffers:
 
 
 def _pack_raw(head: dict, blurry: np.ndarray, sharp: np.ndarray,
-              buffers: _Buffers | None = None) -> tuple[memoryview, bytearray]:
+              buffers: _Buffers | None = None) -> memoryview:
     """The msgpack bytes of ``head`` plus ``blurry``/``sharp`` as lists of raw frames,
     exactly as ``msgpack.packb`` writes the whole record, built with one copy of each
     frame (strided crops included) into a buffer from `buffers`.
 
     Returns
     -------
-    (memoryview, bytearray)
-        The record, and the buffer holding it (to give back after its commit).
+    memoryview
+        The record; its ``obj`` is the buffer to give back after its commit.
     """
     packer = msgpack.Packer(use_bin_type=True)
     prefix = packer.pack_map_header(len(head) + 2) + b"".join(
@@ -237,7 +237,7 @@ def _pack_raw(head: dict, blurry: np.ndarray, sharp: np.ndarray,
             o += len(bin_header)
             np.copyto(np.frombuffer(buf, np.uint8, n, o).reshape(f.shape), f)
             o += n
-    return out[:size], buf
+    return out[:size]
 
 
 def _plain(obj, what: str):
@@ -278,13 +278,13 @@ def encode_sample(sample: Sample, encoding: str = "png", quality: int = 95,
     ParameterError
         An invalid sample (see :func:`check_sample`), option, or a ``meta`` that is not JSON-able.
     """
-    return bytes(_encode(sample, encoding, quality, png_level, None)[0])
+    return bytes(_encode(sample, encoding, quality, png_level, None))
 
 
 def _encode(sample: Sample, encoding: str, quality: int, png_level: int,
-            buffers: _Buffers | None) -> tuple[bytes | memoryview, bytearray | None]:
-    """:func:`encode_sample` for the writer: raw records are built in a buffer from
-    `buffers` (returned beside the record) rather than copied into bytes."""
+            buffers: _Buffers | None) -> bytes | memoryview:
+    """:func:`encode_sample` for the writer: raw records are views of a buffer from
+    `buffers` rather than copied into bytes."""
     _check_encoding(encoding, quality, png_level)
     check_sample(sample)
     head = {"id": sample.id, "encoding": encoding, "shape": list(sample.blurry.shape),
@@ -296,7 +296,7 @@ def _encode(sample: Sample, encoding: str, quality: int, png_level: int,
                       "blurry": [_encode_frame(f, encoding, quality, png_level)
                                  for f in sample.blurry],
                       "sharp": [_encode_frame(f, encoding, quality, png_level)
-                                for f in sample.sharp]}), None
+                                for f in sample.sharp]})
     except (TypeError, ValueError, OverflowError) as exc:
         raise ParameterError(f"sample {sample.id}: meta: expected JSON-able values, "
                              f"got {exc}") from None
@@ -491,11 +491,10 @@ class _Encoded(NamedTuple):
     """An encoded record plus the facts ``__meta__`` summarises."""
 
     id: str
-    data: bytes | memoryview
+    data: bytes | memoryview  # a memoryview: of a _Buffers buffer, reusable once committed
     shape: tuple
     crf: str | None
     ref: int
-    buffer: bytearray | None = None  # holds `data`; reusable once committed
 
 
 def _crf_of(meta) -> str | None:
@@ -506,9 +505,9 @@ def _crf_of(meta) -> str | None:
 
 def _encode_item(sample: Sample, encoding: str, quality: int, png_level: int,
                  buffers: _Buffers) -> _Encoded:
-    data, buf = _encode(sample, encoding, quality, png_level, buffers)
+    data = _encode(sample, encoding, quality, png_level, buffers)
     return _Encoded(sample.id, data, tuple(sample.blurry.shape), _crf_of(sample.meta),
-                    int(sample.ref), buf)
+                    int(sample.ref))
 
 
 # -- writer ------------------------------------------------------------------------------
@@ -779,8 +778,8 @@ class NativeLmdbWriter(BatchedWriter):
         self.count += len(part)
         self.written += len(part)
         for r in part:  # LMDB has copied them
-            if r.buffer is not None:
-                self._buffers.give(r.buffer)
+            if isinstance(r.data, memoryview):
+                self._buffers.give(r.data.obj)
 
     def _roll(self) -> None:
         """Close the full shard and start the next one."""
