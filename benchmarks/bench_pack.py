@@ -17,7 +17,7 @@ other:
   ``%08d``, a commit every ``--batch`` records, the same environment flags, then closed;
 - **writer.add**: :class:`~blursynth.formats.native_lmdb.NativeLmdbWriter` on the samples,
   encoding in its thread pool of ``--workers`` threads (what ``blursynth pack --lmdb`` does;
-  raw frames are copied into reused record buffers in the caller's thread),
+  a raw record is built in the caller's thread, into one scratch buffer, right before its put),
   starting from the default 256 MiB map (so map growth is included);
 - **writer.add_encoded**: the writer fed the pre-encoded records (the writer's own cost:
   id keys, ``__meta__`` rewrites, ordering, commits).
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             ceiling = max(t_enc, t_raw)  # the slower of the two stages bounds writer.add
             for what, t in ((f"encode only ({args.workers} threads, no LMDB)", t_enc),
                             ("raw put loop (baseline)", t_raw),
-                            ("writer.add (raw: copied inline)" if enc == "raw" else
+                            ("writer.add (raw: built at its put)" if enc == "raw" else
                              f"writer.add ({args.workers} encoding threads)", best["add"]),
                             ("writer.add_encoded (pre-encoded)", best["pre"])):
                 encode_row = "encode only" in what

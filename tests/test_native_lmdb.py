@@ -100,9 +100,10 @@ def test_raw_record_is_what_msgpack_writes(t, h, w):
     assert encode_sample(s, "raw") == want
 
 
-def test_raw_record_buffers_are_reused_only_after_their_commit(tmp_path):
-    # 20 different bursts through batches of 3: the writer builds raw records in buffers
-    # it takes back after each commit; one reused too early would corrupt a record.
+def test_raw_records_built_in_one_scratch_buffer_read_back_exactly(tmp_path):
+    # 20 different bursts of different sizes through batches of 3: the writer builds each raw
+    # record in the same buffer right before its put; a record put from a buffer that the next
+    # one overwrote (or that kept a longer record's tail) would read back wrong.
     samples = [burst(i, t=2 + i % 3, h=16 + i % 5, w=24) for i in range(20)]
     w = write_native_lmdb(samples, tmp_path / "a.lmdb", encoding="raw", batch=3)
     assert w.written == 20
@@ -235,6 +236,28 @@ def test_map_full_from_many_small_items_is_retried_after_growth(tmp_path):
     assert env.info()["map_size"] > 64 << 10
     with env.begin() as txn:
         assert dict(txn.cursor()) == dict(items)
+    env.close()
+
+
+def test_a_batch_retried_after_map_growth_is_built_again(tmp_path):
+    # Values built into one shared buffer at their put, as raw records are: when the map fills
+    # mid-batch the transaction is retried, and every value must be built again, not taken
+    # from the buffer's last contents.
+    env = lmdb.open(str(tmp_path / "db"), map_size=64 << 10)
+    scratch = bytearray(8)
+
+    def build(i: int) -> memoryview:
+        scratch[:] = b"%08d" % (7 * i)
+        return memoryview(scratch)
+
+    class Item(int):
+        def __len__(self) -> int:
+            return 1  # understated, so the map is not grown ahead and fills mid-batch
+
+    put_all(env, [(b"%08d" % i, Item(i)) for i in range(4000)], tmp_path / "db", build=build)
+    assert env.info()["map_size"] > 64 << 10
+    with env.begin() as txn:
+        assert dict(txn.cursor()) == {b"%08d" % i: b"%08d" % (7 * i) for i in range(4000)}
     env.close()
 
 

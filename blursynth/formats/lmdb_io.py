@@ -214,8 +214,13 @@ def release_readonly(path: PathLike) -> None:
                 entry[0].close()
 
 
-def put_all(env: lmdb.Environment, items: Sequence[tuple[bytes, bytes]], path: PathLike) -> None:
+def put_all(env: lmdb.Environment, items: Sequence[tuple[bytes, object]], path: PathLike, *,
+            build: Callable[[object], object] | None = None) -> None:
     """Write `items` (key, value) in one transaction, growing the map as needed.
+
+    `build`, if given, turns each value into the bytes to put right before its put (LMDB
+    copies them at once, so it may return the same buffer every time); ``len(value)`` must
+    then give their size.
 
     The map is enlarged before a batch whose bytes cannot fit beside the pages in use, so a
     whole batch is rarely written twice; if LMDB still reports the map full (B-tree overhead
@@ -233,7 +238,7 @@ def put_all(env: lmdb.Environment, items: Sequence[tuple[bytes, bytes]], path: P
             try:
                 with env.begin(write=True) as txn:  # aborts on any exception
                     for k, v in items:
-                        txn.put(k, v)
+                        txn.put(k, v if build is None else build(v))
                 return
             except lmdb.MapFullError:
                 env.set_mapsize(2 * env.info()["map_size"])
