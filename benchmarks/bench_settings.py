@@ -27,7 +27,7 @@ from blursynth.scenes import make_scene
 
 #: label -> FlowBlurParams options.
 SETTINGS = {
-    "default (DIS medium at `--flow-scale 0.5`, `--snap-boundaries`)": {},
+    "default (DIS medium, flow at half size at 720p, `--snap-boundaries`)": {},
     "`--no-snap-boundaries`": {"snap_boundaries": False},
     "`--refine-boundaries`": {"refine_boundaries": True},
     "`--flow-scale 1` (flow at full size)": {"flow_scale": 1.0},

@@ -6,7 +6,7 @@ For an input ``NAME.EXT`` it writes, in ``out_dir``:
 - ``NAME_sharp.mp4``: the sharp target of each exposure, its centre frame.
 - ``NAME_flow.mp4``: a colour picture of the flow from each centre frame to the next
   (Middlebury wheel, saturated at ``flow_vis_max`` px/frame so frames compare), at the
-  resolution the flow was computed at (``flow_scale`` of the frame size: half by default); a
+  resolution the flow was computed at (``flow_scale`` of the frame size: half at 720p); a
   preview, so lossy unless ``quality`` says otherwise.
 - on request: ``NAME_flow/NNNNNN.npy`` or ``.flo`` (the flow itself), ``NAME_blurry/`` and
   ``NAME_sharp/`` PNG folders, ``NAME_subframes/NNNNNN_KK.png``.
@@ -33,7 +33,7 @@ import numpy as np
 from .errors import BlursynthError, ParameterError, VideoError
 from .files import atomic_path, file_identity
 from .flow import flow_to_color, write_flo
-from .flowblur import FlowBlurParams, flow_backend_name, flowblur_frames
+from .flowblur import FlowBlurParams, flow_backend_name, flow_scale_of, flowblur_frames
 from .log import progress
 from .manifest import Manifest, base_record
 from .video import VideoReader, VideoWriter, probe
@@ -317,6 +317,8 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         "frames_skipped": n_skipped,
         "fps_out": fps,
         "flow_backend": flow_backend_name(p),
+        "flow_scale": flow_scale_of(p, *(max(1, round(n * p.scale))
+                                         for n in (info.height, info.width))),
         "seconds": round(elapsed, 3),
         "outputs": {str(q): q.stat().st_size for q in written},
         # The optional folders this run asked for, with their files.

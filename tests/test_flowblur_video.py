@@ -38,7 +38,8 @@ def test_outputs_match_the_in_memory_core_and_are_lossless(clip, clip_frames, tm
     assert info.fps == pytest.approx(24)
     flow_info = probe(paths["flow_video"])
     assert flow_info.n_frames == len(wins) == rec["frames_out"] == 5
-    assert (flow_info.height, flow_info.width) == (32, 48)  # the flow grid: flow_scale 0.5
+    # The flow grid: the automatic flow scale keeps 360 rows, so full size for 64x96 frames.
+    assert (flow_info.height, flow_info.width) == (64, 96) and rec["flow_scale"] == 1.0
     assert len(list(paths["blurry_dir"].glob("*.png"))) == 5
     assert len(list(paths["subframes_dir"].glob("*.png"))) == 10
     f = read_flo(paths["flow_dir"] / "000000.flo")
