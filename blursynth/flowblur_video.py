@@ -33,7 +33,8 @@ import numpy as np
 from .errors import BlursynthError, ParameterError, VideoError
 from .files import atomic_path, file_identity
 from .flow import flow_to_color, write_flo
-from .flowblur import FlowBlurParams, flow_backend_name, flow_scale_of, flowblur_frames
+from .flowblur import (FlowBlurParams, flow_backend_name, flow_scale_of, flowblur_frames,
+                       interp_of)
 from .log import progress
 from .manifest import Manifest, base_record
 from .video import VideoReader, VideoWriter, probe
@@ -306,6 +307,7 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
     written = [paths["blurry"], paths["sharp"]] + ([paths["flow_video"]] if flow_video else [])
     elapsed = time.perf_counter() - t_start
     rec = base_record(STAGE, item, run_params, None)
+    size_out = [max(1, round(n * p.scale)) for n in (info.height, info.width)]  # as synthesised
     rec.update({
         "status": "ok",
         "input": ident,
@@ -317,8 +319,8 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         "frames_skipped": n_skipped,
         "fps_out": fps,
         "flow_backend": flow_backend_name(p),
-        "flow_scale": flow_scale_of(p, *(max(1, round(n * p.scale))
-                                         for n in (info.height, info.width))),
+        "flow_scale": flow_scale_of(p, *size_out),
+        "interp": interp_of(p, *size_out),
         "seconds": round(elapsed, 3),
         "outputs": {str(q): q.stat().st_size for q in written},
         # The optional folders this run asked for, with their files.

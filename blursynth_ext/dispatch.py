@@ -49,7 +49,8 @@ def resolve_device(device: str | None = None) -> str:
 
 
 def warpsum(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, iters: int = 2,
-            tau: float = 0.5, shift: float = 0.0, device: str | None = None) -> np.ndarray:
+            tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
+            device: str | None = None) -> np.ndarray:
     """Accumulate flow-warped sub-frames; see :func:`blursynth_ext.warpsum.warpsum_reference`."""
     dev = resolve_device(device)
     if dev == "cuda":
@@ -59,7 +60,7 @@ def warpsum(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, iters:
     else:
         from .warpsum import warpsum_reference as fn
     return fn(ia, ib, fab, fba, times, weights, targets, acc, hard=hard, iters=iters, tau=tau,
-              shift=shift)
+              shift=shift, cubic=cubic)
 
 
 @functools.lru_cache(maxsize=16)

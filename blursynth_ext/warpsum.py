@@ -83,6 +83,53 @@ def _image_at(im, x, y):
             lerp(im, x0, y0, x1, y1, ax, ay, 2))
 
 
+def _keys(t):
+    # Keys' cubic convolution weights (a = -1/2, third order) of the samples at offsets
+    # -1, 0, 1, 2 from a position t in [0, 1] past sample 0; they sum to 1.
+    u = f4(1.0) - t
+    w0 = f4(-0.5) * t * u * u
+    w3 = f4(-0.5) * t * t * u
+    w1 = (f4(1.5) * t - f4(2.5)) * t * t + f4(1.0)
+    return w0, w1, f4(1.0) - w0 - w1 - w3, w3
+
+
+def _cubic4(im, y, x0, x1, x2, x3, a0, a1, a2, a3, ch):
+    return a0 * im[y, x0, ch] + a1 * im[y, x1, ch] + a2 * im[y, x2, ch] + a3 * im[y, x3, ch]
+
+
+def _image_cubic(im, x, y):
+    # Keys cubic (4x4 samples) of a (H, W, 3) image at (x, y), clamped at the borders.
+    h = im.shape[0]
+    w = im.shape[1]
+    px = min(max(x, f4(0.0)), f4(w - 1))
+    py = min(max(y, f4(0.0)), f4(h - 1))
+    x1 = i4(px)
+    y1 = i4(py)
+    a0, a1, a2, a3 = keys(px - f4(x1))
+    b0, b1, b2, b3 = keys(py - f4(y1))
+    x0 = max(x1 - 1, 0)
+    x2 = min(x1 + 1, w - 1)
+    x3 = min(x1 + 2, w - 1)
+    y0 = max(y1 - 1, 0)
+    y2 = min(y1 + 1, h - 1)
+    y3 = min(y1 + 2, h - 1)
+    out = [f4(0.0), f4(0.0), f4(0.0)]
+    for ch in range(3):
+        out[ch] = (b0 * cubic4(im, y0, x0, x1, x2, x3, a0, a1, a2, a3, ch)
+                   + b1 * cubic4(im, y1, x0, x1, x2, x3, a0, a1, a2, a3, ch)
+                   + b2 * cubic4(im, y2, x0, x1, x2, x3, a0, a1, a2, a3, ch)
+                   + b3 * cubic4(im, y3, x0, x1, x2, x3, a0, a1, a2, a3, ch))
+    return out[0], out[1], out[2]
+
+
+def _sample(im, x, y, shift, cubic):
+    # A frame at (x, y): Keys cubic of the linear frame itself, or the shifted-linear
+    # interpolant of its coefficients (bilinear at (x, y) - shift).
+    if cubic:
+        return image_cubic(im, x, y)
+    return image_at(im, x - shift, y - shift)
+
+
 def _node(g, x, y, sx, sy):
     # The node of grid g (sx, sy times the frame size) whose cell holds position (x, y).
     return (min(max(i4((x + f4(0.5)) * sx), 0), g.shape[1] - 1),
@@ -115,7 +162,7 @@ def _fixed_point(f, xf, yf, u, v, q, d, iters, sx, sy):
 
 
 def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, iters,
-          inv_tau2, shift):
+          inv_tau2, shift, cubic):
     xf = f4(x)
     yf = f4(y)
     ua, va, qa = flow_at(fab, xf, yf, sx, sy)
@@ -131,11 +178,11 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, i
             t = f4(1.0) - s
             # Each sub-frame from the nearer frame: half the work and half the warp.
             if s < f4(0.5):
-                r, g, b = image_at(ia, xf - s * ua + s * s * ca - shift,
-                                   yf - s * va + s * s * da - shift)
+                r, g, b = sample(ia, xf - s * ua + s * s * ca, yf - s * va + s * s * da,
+                                 shift, cubic)
             else:
-                r, g, b = image_at(ib, xf - t * ub + t * t * cb - shift,
-                                   yf - t * vb + t * t * db - shift)
+                r, g, b = sample(ib, xf - t * ub + t * t * cb, yf - t * vb + t * t * db,
+                                 shift, cubic)
             c = weights[k]
             j = targets[k]
             acc[j, y, x, 0] += c * r
@@ -162,8 +209,8 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, i
             wa = t
             wb = s
             ws = f4(1.0)
-        ar, ag, ab_ = image_at(ia, za_x - shift, za_y - shift)
-        br, bg, bb = image_at(ib, zb_x - shift, zb_y - shift)
+        ar, ag, ab_ = sample(ia, za_x, za_y, shift, cubic)
+        br, bg, bb = sample(ib, zb_x, zb_y, shift, cubic)
         c = weights[k] / ws
         j = targets[k]
         acc[j, y, x, 0] += c * (wa * ar + wb * br)
@@ -177,6 +224,10 @@ lerp = _inline(_lerp)
 flow_at = _inline(_flow_at)
 curv_at = _inline(_curv_at)
 image_at = _inline(_image_at)
+keys = _inline(_keys)
+cubic4 = _inline(_cubic4)
+image_cubic = _inline(_image_cubic)
+sample = _inline(_sample)
 node = _inline(_node)
 flow_nn = _inline(_flow_nn)
 fixed_point = _inline(_fixed_point)
@@ -209,12 +260,26 @@ def _flow_row(f, yf, sx, sy, tmp, out):
 flow_row = _inline(_flow_row)
 
 
+def _keys_row(t, out):
+    # keys() of every fraction t[x] into out[0:4, x] (vectorised).
+    for x in range(t.shape[0]):
+        u = f4(1.0) - t[x]
+        out[0, x] = f4(-0.5) * t[x] * u * u
+        out[3, x] = f4(-0.5) * t[x] * t[x] * u
+        out[1, x] = (f4(1.5) * t[x] - f4(2.5)) * t[x] * t[x] + f4(1.0)
+        out[2, x] = f4(1.0) - out[0, x] - out[1, x] - out[3, x]
+
+
+keys_row = _inline(_keys_row)
+
+
 def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters, inv_tau2,
-           shift):
+           shift, cubic):
     h = ia.shape[0]
     w = ia.shape[1]
     n = times.shape[0]
     tiny = h < 2 or w < 2  # the smooth path's cells need two pixels each way
+    sh = f4(0.0) if cubic else shift  # cubic samples the frames themselves
     for y in prange(h):
         # Row by row, sample by sample. The smooth path is split in two passes over the row:
         # positions, cells and fractions (arithmetic only, vectorised), then the gathers
@@ -225,6 +290,8 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters,
         yi = np.empty(w, np.int32)
         ax = np.empty(w, np.float32)
         ay = np.empty(w, np.float32)
+        kx = np.empty((4, w), np.float32)  # cubic: Keys weights along x and y
+        ky = np.empty((4, w), np.float32)
         tmp = np.empty(fab.shape[1:], np.float32)
         is_hard = np.empty(w, np.uint8)
         yf = f4(y)
@@ -248,14 +315,37 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters,
             for x in range(w):
                 # The cell (x0, x0 + 1) x (y0, y0 + 1) with fractions in [0, 1]: at the last
                 # column the position is w - 1 = (w - 2) + 1, the same value as image_at's clamp.
-                px = min(max(f4(x) - m * u[x] + mm * c[x] - shift, f4(0.0)), f4(w - 1))
-                py = min(max(yf - m * v[x] + mm * d[x] - shift, f4(0.0)), f4(h - 1))
+                px = min(max(f4(x) - m * u[x] + mm * c[x] - sh, f4(0.0)), f4(w - 1))
+                py = min(max(yf - m * v[x] + mm * d[x] - sh, f4(0.0)), f4(h - 1))
                 x0 = min(i4(px), w - 2)
                 y0 = min(i4(py), h - 2)
                 xi[x] = x0
                 yi[x] = y0
                 ax[x] = px - f4(x0)
                 ay[x] = py - f4(y0)
+            if cubic:
+                # Keys weights (vectorised), then the 4x4 gathers; cells as above, so at the
+                # last column the fraction is 1 and the weights pick column w - 1 again.
+                keys_row(ax, kx)
+                keys_row(ay, ky)
+                for x in range(w):
+                    if is_hard[x]:
+                        continue
+                    x1 = xi[x]
+                    y1 = yi[x]
+                    x0 = max(x1 - 1, 0)
+                    x3 = min(x1 + 2, w - 1)
+                    y0 = max(y1 - 1, 0)
+                    y3 = min(y1 + 2, h - 1)
+                    a0, a1, a2, a3 = kx[0, x], kx[1, x], kx[2, x], kx[3, x]
+                    for ch in range(3):
+                        row[x, ch] += wk * (
+                            ky[0, x] * cubic4(im, y0, x0, x1, x1 + 1, x3, a0, a1, a2, a3, ch)
+                            + ky[1, x] * cubic4(im, y1, x0, x1, x1 + 1, x3, a0, a1, a2, a3, ch)
+                            + ky[2, x] * cubic4(im, y1 + 1, x0, x1, x1 + 1, x3, a0, a1, a2, a3,
+                                                ch)
+                            + ky[3, x] * cubic4(im, y3, x0, x1, x1 + 1, x3, a0, a1, a2, a3, ch))
+                continue
             for x in range(w):
                 if is_hard[x]:
                     continue
@@ -275,7 +365,7 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters,
             for x in range(w):
                 if is_hard[x]:
                     pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc,
-                          y, x, iters, inv_tau2, shift)
+                          y, x, iters, inv_tau2, shift, cubic)
 
 
 _cpu_kernel = numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)(_kernel)
@@ -285,7 +375,8 @@ def device_pixel(jit_device):
     """The per-pixel function compiled with ``jit_device`` (``cuda.jit(device=True)``)."""
     g = dict(globals())
     for name, fn in (("cell", _cell), ("lerp", _lerp), ("flow_at", _flow_at),
-                     ("curv_at", _curv_at), ("image_at", _image_at),
+                     ("curv_at", _curv_at), ("image_at", _image_at), ("keys", _keys),
+                     ("cubic4", _cubic4), ("image_cubic", _image_cubic), ("sample", _sample),
                      ("node", _node), ("flow_nn", _flow_nn), ("fixed_point", _fixed_point),
                      ("pixel", _pixel)):
         g[name] = jit_device(types.FunctionType(fn.__code__, g, name))
@@ -329,7 +420,7 @@ def _prepare(ia, ib, fab, fba, times, weights, targets, hard):
 
 
 def warpsum_cpu(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, iters: int = 2,
-                tau: float = 0.5, shift: float = 0.0) -> np.ndarray:
+                tau: float = 0.5, shift: float = 0.0, cubic: bool = False) -> np.ndarray:
     """numba CPU version of :func:`warpsum_reference` (same parameters); updates ``acc`` in place."""
     _check(ia, ib, fab, fba, times, weights, targets, acc, hard)
     ia, ib, fab, fba, times, weights, targets, hard = _prepare(ia, ib, fab, fba, times, weights,
@@ -337,7 +428,8 @@ def warpsum_cpu(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, it
     sx = fab.shape[1] / ia.shape[1]
     sy = fab.shape[0] / ia.shape[0]
     _cpu_kernel(ia, ib, fab, fba, hard, np.float32(sx), np.float32(sy), times, weights,
-                      targets, acc, iters, np.float32(1.0 / (tau * tau)), np.float32(shift))
+                      targets, acc, iters, np.float32(1.0 / (tau * tau)), np.float32(shift),
+                      bool(cubic))
     return acc
 
 
@@ -356,8 +448,31 @@ def _np_sample(im, x, y):
             + ay * ((1 - ax) * im[y1, x0] + ax * im[y1, x1]))
 
 
+def _np_keys(t):
+    u = 1 - t
+    w0 = -0.5 * t * u * u
+    w3 = -0.5 * t * t * u
+    w1 = (1.5 * t - 2.5) * t * t + 1
+    return w0, w1, 1 - w0 - w1 - w3, w3
+
+
+def _np_sample_cubic(im, x, y):
+    # Vectorised Keys cubic sampling with clamped borders (the NumPy twin of image_cubic).
+    h, w = im.shape[:2]
+    x = np.clip(x, 0.0, w - 1.0)
+    y = np.clip(y, 0.0, h - 1.0)
+    x1 = x.astype(np.int64)
+    y1 = y.astype(np.int64)
+    cx = _np_keys((x - x1)[..., None])
+    cy = _np_keys((y - y1)[..., None])
+    xs = [np.clip(x1 + k, 0, w - 1) for k in (-1, 0, 1, 2)]
+    ys = [np.clip(y1 + k, 0, h - 1) for k in (-1, 0, 1, 2)]
+    return sum(b * sum(a * im[yr, xc] for a, xc in zip(cx, xs)) for b, yr in zip(cy, ys))
+
+
 def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None,
-                      iters: int = 2, tau: float = 0.5, shift: float = 0.0) -> np.ndarray:
+                      iters: int = 2, tau: float = 0.5, shift: float = 0.0,
+                      cubic: bool = False) -> np.ndarray:
     """Accumulate flow-warped, occlusion-weighted sub-frames of the pair (a, b) into ``acc``.
 
     Parameters
@@ -391,6 +506,9 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     shift : float
         Frames are sampled at ``position - shift``: 0 for plain bilinear interpolation of the
         frames, :data:`blursynth_ext.interp.TAU` when they are shifted-linear coefficients.
+    cubic : bool
+        Sample ``ia``/``ib`` (then the linear frames themselves; `shift` is not used) with
+        Keys' cubic convolution (a = -1/2, 4x4 samples) instead of bilinearly.
 
     Returns
     -------
@@ -435,6 +553,9 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         gy = np.clip(((y + 0.5) * sy).astype(np.int64), 0, f.shape[0] - 1)
         return f[gy, gx]
 
+    def sample(im, x, y):
+        return _np_sample_cubic(im, x, y) if cubic else _np_sample(im, x - shift, y - shift)
+
     def fixed_point(f, f_prev, d):
         # z = x - d F(z) from the previous solution's flow, F at the nearest grid node; the
         # squared last step too.
@@ -462,8 +583,8 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
                        yy - s * f0a[..., 1] + s * s * f0a[..., 4]], -1)
         sb = np.stack([xx - t * f0b[..., 0] + t * t * f0b[..., 3],
                        yy - t * f0b[..., 1] + t * t * f0b[..., 4]], -1)
-        smooth = (_np_sample(ia, sa[..., 0] - shift, sa[..., 1] - shift) if s < 0.5
-                  else _np_sample(ib, sb[..., 0] - shift, sb[..., 1] - shift))
+        smooth = (sample(ia, sa[..., 0], sa[..., 1]) if s < 0.5
+                  else sample(ib, sb[..., 0], sb[..., 1]))
         # Hard path: fixed-point iteration with occlusion weights.
         za, fa, ra = fixed_point(fab, fa, s)
         zb, fb, rb = fixed_point(fba, fb, t)
@@ -474,7 +595,7 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         wa = np.where(low, t, wa)
         wb = np.where(low, s, wb)
         ws = np.where(low, 1.0, ws)
-        c = (wa[..., None] * _np_sample(ia, za[..., 0] - shift, za[..., 1] - shift)
-             + wb[..., None] * _np_sample(ib, zb[..., 0] - shift, zb[..., 1] - shift)) / ws[..., None]
+        c = (wa[..., None] * sample(ia, za[..., 0], za[..., 1])
+             + wb[..., None] * sample(ib, zb[..., 0], zb[..., 1])) / ws[..., None]
         acc[targets[k]] += (weights[k] * np.where(is_hard, c, smooth)).astype(np.float32)
     return acc

@@ -22,18 +22,18 @@ def _get_kernel():
 
         @cuda.jit
         def kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters, inv_tau2,
-                   shift):
+                   shift, cubic):
             x, y = cuda.grid(2)
             if y < ia.shape[0] and x < ia.shape[1]:
                 pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, iters,
-                      inv_tau2, shift)
+                      inv_tau2, shift, cubic)
 
         _kernel = kernel
     return _kernel
 
 
 def warpsum_cuda(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, iters: int = 2,
-                 tau: float = 0.5, shift: float = 0.0) -> np.ndarray:
+                 tau: float = 0.5, shift: float = 0.0, cubic: bool = False) -> np.ndarray:
     """CUDA twin of :func:`blursynth_ext.warpsum.warpsum_reference`; ``acc`` may be a host array
     (copied to the device and back) or a device array (updated in place on the device)."""
     _check(ia, ib, fab, fba, times, weights, targets, acc, hard)
@@ -50,7 +50,7 @@ def warpsum_cuda(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, i
                                np.float32(fab.shape[0] / h),
                                cuda.to_device(times), cuda.to_device(weights),
                                cuda.to_device(targets), d_acc, iters, np.float32(1.0 / (tau * tau)),
-                               np.float32(shift))
+                               np.float32(shift), bool(cubic))
     if on_host:
         d_acc.copy_to_host(acc)
     return acc

@@ -6,7 +6,7 @@ import pytest
 from blursynth.crf import decode_u8, encode_u8, get_crf
 from blursynth.errors import ParameterError
 from blursynth.flowblur import (FlowBlurParams, _prepare, exposure_windows, flow_scale_of,
-                                flowblur_array, flowblur_frames, interval_samples,
+                                flowblur_array, flowblur_frames, interp_of, interval_samples,
                                 subframes_per_interval)
 from blursynth.scenes import make_scene
 
@@ -72,7 +72,7 @@ def test_subframe_count_follows_motion_within_bounds():
 
 @pytest.mark.parametrize("kw", [dict(exposure=2.5), dict(exposure=0), dict(decimate=0),
                                 dict(flow_scale=1.5), dict(min_subframes=5, max_subframes=2),
-                                dict(crf="nonsense")])
+                                dict(crf="nonsense"), dict(interp="lanczos")])
 def test_bad_parameters_are_named(kw):
     with pytest.raises(ParameterError) as e:
         FlowBlurParams(**kw)
@@ -93,10 +93,13 @@ def test_static_clip_gives_blurry_equal_sharp_bit_exact():
         assert np.array_equal(sharp[0], frame)
 
 
-# flow_scale None: full size on these small frames; 0.5: the half-size grid 720p uses.
-@pytest.mark.parametrize("flow_scale", [None, 0.5])
+# The defaults on these small frames (flow at full size, cubic), and what 720p uses.
+SETTINGS = [dict(), dict(flow_scale=0.5, interp="linear")]
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("v,e", [((6.0, 0.0), 1.0), ((3.0, 4.0), 1.0), ((4.0, -2.0), 2.0)])
-def test_translation_blurs_into_the_analytic_box_blur(v, e, flow_scale):
+def test_translation_blurs_into_the_analytic_box_blur(v, e, settings):
     # Frames: the photo translated by v px/frame with exact (Fourier) sub-pixel shifts. The
     # exposure of frame t is the box average over shifts in [(t - e/2) v, (t + e/2) v], whose
     # Fourier transform is exp(-2 pi i k.v t) sinc(e k.v): the analytic line blur, in linear light.
@@ -106,7 +109,7 @@ def test_translation_blurs_into_the_analytic_box_blur(v, e, flow_scale):
     kv = fx * v[0] + fy * v[1]
     frames = np.stack([encode_u8(np.clip(fourier(base, np.exp(-2j * np.pi * kv * t)), 0, 1), SRGB)
                        for t in range(4)])
-    blurry, _, wins = flowblur_array(frames, FlowBlurParams(exposure=e, flow_scale=flow_scale))
+    blurry, _, wins = flowblur_array(frames, FlowBlurParams(exposure=e, **settings))
     assert [win.centre for win in wins] == [1, 2]
     m = 24  # away from the borders, where the periodic shift wraps around
     for b, win in zip(blurry, wins):
@@ -127,14 +130,14 @@ def seed_psnr(scene, frames, e=2.0):
     return psnr(blurry[1][16:-16, 16:-16], gt[16:-16, 16:-16])
 
 
-@pytest.mark.parametrize("flow_scale", [None, 0.5])
+@pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("kind,floor", [("rotation_zoom", 46.0), ("occlusion", 44.0)])
-def test_complex_motion_beats_a_floor_the_seed_method_misses(kind, floor, flow_scale):
+def test_complex_motion_beats_a_floor_the_seed_method_misses(kind, floor, settings):
     # Ground truth: the same scene integrated at very high temporal resolution. At exposure 2
     # (the seed method's effective exposure) we must clear a floor that the seed does not.
     scene = make_scene(kind, (144, 256), 6.0)
     frames = scene.frames(5)
-    blurry, _, wins = flowblur_array(frames, FlowBlurParams(exposure=2.0, flow_scale=flow_scale))
+    blurry, _, wins = flowblur_array(frames, FlowBlurParams(exposure=2.0, **settings))
     assert [w.centre for w in wins] == [1, 2, 3]
     gt = encode_u8(scene.blur(2, 2.0), SRGB)
     ours = psnr(blurry[1][16:-16, 16:-16], gt[16:-16, 16:-16])
@@ -147,6 +150,9 @@ def test_complex_motion_beats_a_floor_the_seed_method_misses(kind, floor, flow_s
 def test_automatic_flow_scale_keeps_360_grid_rows_from_half_to_full_size(size, want):
     assert flow_scale_of(FlowBlurParams(), *size) == want
     assert flow_scale_of(FlowBlurParams(flow_scale=0.25), *size) == 0.25  # as asked
+    # Cubic interpolation below 720 rows, as the finer flow grid.
+    assert interp_of(FlowBlurParams(), *size) == ("cubic" if want > 0.5 else "linear")
+    assert interp_of(FlowBlurParams(interp="linear"), *size) == "linear"
     # ... and the grid the flow is computed on has that size.
     frame = np.zeros(size + (3,), np.uint8)
     grey = _prepare(0, frame, FlowBlurParams(), get_crf("srgb")).grey

@@ -40,6 +40,7 @@ def test_outputs_match_the_in_memory_core_and_are_lossless(clip, clip_frames, tm
     assert flow_info.n_frames == len(wins) == rec["frames_out"] == 5
     # The flow grid: the automatic flow scale keeps 360 rows, so full size for 64x96 frames.
     assert (flow_info.height, flow_info.width) == (64, 96) and rec["flow_scale"] == 1.0
+    assert rec["interp"] == "cubic"  # below 720 rows
     assert len(list(paths["blurry_dir"].glob("*.png"))) == 5
     assert len(list(paths["subframes_dir"].glob("*.png"))) == 10
     f = read_flo(paths["flow_dir"] / "000000.flo")

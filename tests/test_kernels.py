@@ -97,7 +97,8 @@ def _run(fn, ia, ib, fab, fba, times, weights, targets, n=1, **kw):
 
 @pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
 @pytest.mark.parametrize("hard", [0, 1])
-def test_constant_image_stays_constant(fn, hard):
+@pytest.mark.parametrize("cubic", [False, True])
+def test_constant_image_stays_constant(fn, hard, cubic):
     h, w = 20, 30
     ia = np.full((h, w, 3), 0.3, np.float32)
     rng = np.random.default_rng(3)
@@ -105,7 +106,7 @@ def test_constant_image_stays_constant(fn, hard):
     fba = np.dstack([rng.normal(0, 3, (10, 15, 2)), rng.random((10, 15, 3))]).astype(np.float32)
     times = [0.1, 0.4, 0.6, 0.9]
     acc = _run(fn, ia, ia.copy(), fab, fba, times, [0.25] * 4, [0] * 4,
-               hard=np.full((10, 15), hard, np.uint8))
+               hard=np.full((10, 15), hard, np.uint8), cubic=cubic)
     assert np.abs(acc[0] - 0.3).max() < 1e-6
 
 
@@ -126,8 +127,33 @@ def test_translation_gives_the_shifted_frames(fn):
     assert np.abs(hard[0, 1:h - 2, 1:w - 3] - (0.75 * a + 0.25 * b)).max() < 1e-5
 
 
+@pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
+@pytest.mark.parametrize("hard", [0, 1])
+def test_cubic_sampling_reproduces_quadratics(fn, hard):
+    # Keys' cubic (a = -1/2) reproduces polynomials up to degree 2: a quadratic image moving
+    # by F = (2.3, -1.7) px per frame, sub-frame at s = 0.3, must come out as the quadratic at
+    # x - s F exactly (away from the clamped borders), on the smooth and the iterated path.
+    # Shifted-linear interpolation does not reproduce it (checked too, so the test can tell).
+    h, w, u, v, s = 30, 40, 2.3, -1.7, 0.3
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+
+    def quad(x, y):
+        return np.stack([0.4 + 2e-3 * x * x, 0.3 + 3e-3 * (x - y) ** 2, 0.2 + 1e-3 * x * y], -1)
+
+    ia, ib = quad(xx, yy).astype(np.float32), quad(xx - u, yy - v).astype(np.float32)
+    fab, fba = const_flow(h, w, u, v), const_flow(h, w, -u, -v)
+    want = quad(xx - s * u, yy - s * v)[6:-6, 6:-6]
+    mask = np.full((h, w), hard, np.uint8)
+    cubic = _run(fn, ia, ib, fab, fba, [s], [1.0], [0], hard=mask, cubic=True)[0]
+    linear = _run(fn, prefilter_reference(ia), prefilter_reference(ib), fab, fba, [s], [1.0],
+                  [0], hard=mask, shift=TAU)[0]
+    assert np.abs(cubic[6:-6, 6:-6] - want).max() < 1e-5
+    assert np.abs(linear[6:-6, 6:-6] - want).max() > 4e-5
+
+
+@pytest.mark.parametrize("cubic", [False, True])
 @pytest.mark.parametrize("hard_fraction", [0.0, 0.5, 1.0])
-def test_cpu_kernel_matches_reference(hard_fraction):
+def test_cpu_kernel_matches_reference(hard_fraction, cubic):
     rng = np.random.default_rng(4)
     H, W, h, w = 26, 34, 13, 17
     ia = rng.random((H, W, 3)).astype(np.float32)
@@ -139,8 +165,8 @@ def test_cpu_kernel_matches_reference(hard_fraction):
     hard = (rng.random((h, w)) < hard_fraction).astype(np.uint8)
     times = [0.9, 0.05, 0.3, 0.5, 0.7]
     args = (ia, ib, fab, fba, times, [0.2, 0.1, 0.3, 1.0, 0.4], [0, 1, 0, 2, 1])
-    ref = _run(warpsum_reference, *args, n=3, hard=hard, shift=TAU)
-    cpu = _run(warpsum_cpu, *args, n=3, hard=hard, shift=TAU)
+    ref = _run(warpsum_reference, *args, n=3, hard=hard, shift=TAU, cubic=cubic)
+    cpu = _run(warpsum_cpu, *args, n=3, hard=hard, shift=TAU, cubic=cubic)
     assert np.abs(ref - cpu).max() < 2e-5
     assert np.abs(ref).max() > 0.1  # something was accumulated
 
@@ -214,10 +240,13 @@ def test_cuda_kernel_matches_reference_in_simulator():
         fab, fba = mk(), mk()
         hard = (rng.random((h, w)) < .5).astype(np.uint8)
         t = np.float32([.2, .7]); wt = np.float32([.5, .5]); tg = np.int64([0, 1])
-        a = np.zeros((2, H, W, 3), np.float32); b = a.copy()
-        warpsum_reference(ia, ib, fab, fba, t, wt, tg, a, hard=hard, shift=.2)
-        warpsum_cuda(ia, ib, fab, fba, t, wt, tg, b, hard=hard, shift=.2)
-        print(float(np.abs(a - b).max()), float(np.abs(a).max()))
+        diff = mag = 0.0
+        for cubic in (False, True):
+            a = np.zeros((2, H, W, 3), np.float32); b = a.copy()
+            warpsum_reference(ia, ib, fab, fba, t, wt, tg, a, hard=hard, shift=.2, cubic=cubic)
+            warpsum_cuda(ia, ib, fab, fba, t, wt, tg, b, hard=hard, shift=.2, cubic=cubic)
+            diff, mag = max(diff, float(np.abs(a - b).max())), max(mag, float(np.abs(a).max()))
+        print(diff, mag)
     """)
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
