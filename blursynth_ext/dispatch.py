@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "DEVICES", "cuda_available", "resolve_device", "warpsum", "encode_linear", "prefilter",
+    "upsample2",
     "analyse_pair", "snap_flow", "concurrent_kernels",
 ]
 
@@ -49,7 +50,7 @@ def resolve_device(device: str | None = None) -> str:
 
 
 def warpsum(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, iters: int = 2,
-            tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
+            tau: float = 0.5, shift: float = 0.0, cubic: bool = False, up: int = 1,
             device: str | None = None) -> np.ndarray:
     """Accumulate flow-warped sub-frames; see :func:`blursynth_ext.warpsum.warpsum_reference`."""
     dev = resolve_device(device)
@@ -60,7 +61,7 @@ def warpsum(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, iters:
     else:
         from .warpsum import warpsum_reference as fn
     return fn(ia, ib, fab, fba, times, weights, targets, acc, hard=hard, iters=iters, tau=tau,
-              shift=shift, cubic=cubic)
+              shift=shift, cubic=cubic, up=up)
 
 
 @functools.lru_cache(maxsize=16)
@@ -107,6 +108,16 @@ def prefilter(img: np.ndarray, *, lut: np.ndarray | None = None,
     if resolve_device(device) == "numpy":
         return prefilter_reference(img if lut is None else lut[img])
     return prefilter_cpu(img, lut=lut)
+
+
+def upsample2(img: np.ndarray, *, lut: np.ndarray, device: str | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) codes, linearised through ``lut``, upsampled 2x with Keys' cubic
+    (:func:`blursynth_ext.interp.upsample2_reference`): float32 (2 H - 1, 2 W - 1, 3)."""
+    from .interp import upsample2_cpu, upsample2_reference
+
+    if resolve_device(device) == "numpy":
+        return upsample2_reference(lut[img])
+    return upsample2_cpu(img, lut=lut)
 
 
 def analyse_pair(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, *,

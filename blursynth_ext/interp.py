@@ -1,4 +1,5 @@
-"""Shifted linear interpolation: near-cubic quality at the cost of bilinear sampling.
+"""Shifted linear interpolation (near-cubic quality at the cost of bilinear sampling), and
+2x upsampling with Keys' cubic.
 
 Blu, Thévenaz and Unser (2004) show that sampling ``f(x) = (1 - a) c[i] + a c[i + 1]`` at
 ``x - tau = i + a``, with ``tau = (3 - sqrt(3)) / 6 ~ 0.211`` and coefficients ``c`` from the causal
@@ -18,7 +19,8 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["TAU", "prefilter_reference", "prefilter_cpu", "sample_reference"]
+__all__ = ["TAU", "prefilter_reference", "prefilter_cpu", "sample_reference",
+           "upsample2_reference", "upsample2_cpu"]
 
 TAU = (3.0 - math.sqrt(3.0)) / 6.0
 
@@ -121,3 +123,81 @@ def prefilter_cpu(img: np.ndarray, tau: float = TAU, *, lut: np.ndarray | None =
         _rows_u8(img, np.ascontiguousarray(lut, dtype=np.float32), out, np.float32(tau))
     _cols(out.reshape(img.shape[0], -1), np.float32(tau))
     return out[..., 0] if squeeze else out
+
+
+# -- 2x upsampling ------------------------------------------------------------------------------
+#
+# A frame upsampled twice with Keys' cubic (a = -1/2: at the half-way point the samples weigh
+# (-1, 9, 9, -1) / 16), then sampled bilinearly, comes close to sampling it with Keys' cubic
+# itself (the translation benchmark's worst tile: 36.9 against 37.6 dB with the exact motion;
+# 35.0 bilinearly) at the cost of bilinear gathers, plus the upsampling once per frame.
+
+
+def upsample2_reference(img: np.ndarray) -> np.ndarray:
+    """Samples of ``img`` (float, (H, W) or (H, W, C)) at every half pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(2 H - 1, 2 W - 1[, C])``: ``out[2 i, 2 j] = img[i, j]``; the samples between
+        are Keys' cubic (a = -1/2) along x, then along y, the border pixels repeated.
+    """
+    def along(a, axis):
+        a = np.moveaxis(a, axis, 0)
+        n = a.shape[0]
+        out = np.empty((2 * n - 1,) + a.shape[1:], np.float64)
+        out[0::2] = a
+        i = np.arange(n - 1)
+        out[1::2] = (9 * (a[i] + a[i + 1]) - a[np.maximum(i - 1, 0)]
+                     - a[np.minimum(i + 2, n - 1)]) / 16
+        return np.moveaxis(out, 0, axis)
+
+    return along(along(np.asarray(img, np.float64), 1), 0).astype(np.float32)
+
+
+@numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
+def _up_rows(img, lut, out):
+    # Even rows of out: each input row linearised and upsampled along x.
+    h, w, ch = img.shape
+    for y in numba.prange(h):
+        r = out[2 * y]
+        for x in range(w):
+            for c in range(ch):
+                r[2 * x, c] = lut[img[y, x, c]]
+        for x in range(w - 1):
+            xm = max(x - 1, 0)
+            xp = min(x + 2, w - 1)
+            for c in range(ch):
+                r[2 * x + 1, c] = (np.float32(9.0) * (r[2 * x, c] + r[2 * x + 2, c])
+                                   - r[2 * xm, c] - r[2 * xp, c]) * np.float32(0.0625)
+
+
+@numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
+def _up_cols(flat):
+    # Odd rows from the even ones around them (contiguous rows: vectorised).
+    n = (flat.shape[0] + 1) // 2
+    for y in numba.prange(n - 1):
+        a = flat[2 * max(y - 1, 0)]
+        b = flat[2 * y]
+        c = flat[2 * y + 2]
+        d = flat[2 * min(y + 2, n - 1)]
+        o = flat[2 * y + 1]
+        for i in range(o.shape[0]):
+            o[i] = (np.float32(9.0) * (b[i] + c[i]) - a[i] - d[i]) * np.float32(0.0625)
+
+
+def upsample2_cpu(img: np.ndarray, *, lut: np.ndarray) -> np.ndarray:
+    """numba version of :func:`upsample2_reference` for uint8 (H, W, C) codes, linearised
+    through ``lut`` (float32 (256,)) in the same pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(2 H - 1, 2 W - 1, C)``.
+    """
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    h, w, ch = img.shape
+    out = np.empty((2 * h - 1, 2 * w - 1, ch), np.float32)
+    _up_rows(img, np.ascontiguousarray(lut, dtype=np.float32), out)
+    _up_cols(out.reshape(2 * h - 1, -1))
+    return out

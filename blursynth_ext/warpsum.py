@@ -122,12 +122,13 @@ def _image_cubic(im, x, y):
     return out[0], out[1], out[2]
 
 
-def _sample(im, x, y, shift, cubic):
-    # A frame at (x, y): Keys cubic of the linear frame itself, or the shifted-linear
-    # interpolant of its coefficients (bilinear at (x, y) - shift).
+def _sample(im, x, y, shift, cubic, up):
+    # A frame at output position (x, y): Keys cubic of the linear frame itself; or bilinear
+    # in im at up (x, y) - shift: the shifted-linear interpolant of coefficients (up = 1,
+    # shift = TAU), or a frame upsampled up times (samples at multiples of 1 / up px).
     if cubic:
         return image_cubic(im, x, y)
-    return image_at(im, x - shift, y - shift)
+    return image_at(im, up * x - shift, up * y - shift)
 
 
 def _node(g, x, y, sx, sy):
@@ -162,7 +163,7 @@ def _fixed_point(f, xf, yf, u, v, q, d, iters, sx, sy):
 
 
 def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, iters,
-          inv_tau2, shift, cubic):
+          inv_tau2, shift, cubic, up):
     xf = f4(x)
     yf = f4(y)
     ua, va, qa = flow_at(fab, xf, yf, sx, sy)
@@ -179,10 +180,10 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, i
             # Each sub-frame from the nearer frame: half the work and half the warp.
             if s < f4(0.5):
                 r, g, b = sample(ia, xf - s * ua + s * s * ca, yf - s * va + s * s * da,
-                                 shift, cubic)
+                                 shift, cubic, up)
             else:
                 r, g, b = sample(ib, xf - t * ub + t * t * cb, yf - t * vb + t * t * db,
-                                 shift, cubic)
+                                 shift, cubic, up)
             c = weights[k]
             j = targets[k]
             acc[j, y, x, 0] += c * r
@@ -209,8 +210,8 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, i
             wa = t
             wb = s
             ws = f4(1.0)
-        ar, ag, ab_ = sample(ia, za_x, za_y, shift, cubic)
-        br, bg, bb = sample(ib, zb_x, zb_y, shift, cubic)
+        ar, ag, ab_ = sample(ia, za_x, za_y, shift, cubic, up)
+        br, bg, bb = sample(ib, zb_x, zb_y, shift, cubic, up)
         c = weights[k] / ws
         j = targets[k]
         acc[j, y, x, 0] += c * (wa * ar + wb * br)
@@ -274,12 +275,15 @@ keys_row = _inline(_keys_row)
 
 
 def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters, inv_tau2,
-           shift, cubic):
-    h = ia.shape[0]
-    w = ia.shape[1]
+           shift, cubic, up):
+    h = acc.shape[1]  # the output; the frames are (up (h - 1) + 1, up (w - 1) + 1)
+    w = acc.shape[2]
+    ih = ia.shape[0]
+    iw = ia.shape[1]
     n = times.shape[0]
     tiny = h < 2 or w < 2  # the smooth path's cells need two pixels each way
     sh = f4(0.0) if cubic else shift  # cubic samples the frames themselves
+    upf = f4(up)
     for y in prange(h):
         # Row by row, sample by sample. The smooth path is split in two passes over the row:
         # positions, cells and fractions (arithmetic only, vectorised), then the gathers
@@ -313,12 +317,13 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters,
             u, v, c, d = fr[0], fr[1], fr[2], fr[3]
             mm = m * m
             for x in range(w):
-                # The cell (x0, x0 + 1) x (y0, y0 + 1) with fractions in [0, 1]: at the last
-                # column the position is w - 1 = (w - 2) + 1, the same value as image_at's clamp.
-                px = min(max(f4(x) - m * u[x] + mm * c[x] - sh, f4(0.0)), f4(w - 1))
-                py = min(max(yf - m * v[x] + mm * d[x] - sh, f4(0.0)), f4(h - 1))
-                x0 = min(i4(px), w - 2)
-                y0 = min(i4(py), h - 2)
+                # The cell (x0, x0 + 1) x (y0, y0 + 1) of the frame, fractions in [0, 1]: at
+                # the last column the position is iw - 1 = (iw - 2) + 1, the same value as
+                # image_at's clamp.
+                px = min(max(upf * (f4(x) - m * u[x] + mm * c[x]) - sh, f4(0.0)), f4(iw - 1))
+                py = min(max(upf * (yf - m * v[x] + mm * d[x]) - sh, f4(0.0)), f4(ih - 1))
+                x0 = min(i4(px), iw - 2)
+                y0 = min(i4(py), ih - 2)
                 xi[x] = x0
                 yi[x] = y0
                 ax[x] = px - f4(x0)
@@ -334,9 +339,9 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters,
                     x1 = xi[x]
                     y1 = yi[x]
                     x0 = max(x1 - 1, 0)
-                    x3 = min(x1 + 2, w - 1)
+                    x3 = min(x1 + 2, iw - 1)
                     y0 = max(y1 - 1, 0)
-                    y3 = min(y1 + 2, h - 1)
+                    y3 = min(y1 + 2, ih - 1)
                     a0, a1, a2, a3 = kx[0, x], kx[1, x], kx[2, x], kx[3, x]
                     for ch in range(3):
                         row[x, ch] += wk * (
@@ -365,7 +370,7 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters,
             for x in range(w):
                 if is_hard[x]:
                     pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc,
-                          y, x, iters, inv_tau2, shift, cubic)
+                          y, x, iters, inv_tau2, shift, cubic, up)
 
 
 _cpu_kernel = numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)(_kernel)
@@ -383,7 +388,7 @@ def device_pixel(jit_device):
     return g["pixel"]
 
 
-def _check(ia, ib, fab, fba, times, weights, targets, acc, hard):
+def _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic=False, up=1):
     if ia.shape != ib.shape or ia.ndim != 3 or ia.shape[2] != 3:
         raise ValueError(f"frames: expected two (H, W, 3) arrays, got {ia.shape} and {ib.shape}")
     if fab.shape != fba.shape or fab.ndim != 3 or fab.shape[2] not in (2, 3, 5):
@@ -392,8 +397,12 @@ def _check(ia, ib, fab, fba, times, weights, targets, acc, hard):
         raise ValueError(f"hard: expected shape {fab.shape[:2]}, got {hard.shape}")
     if not (len(times) == len(weights) == len(targets)):
         raise ValueError("times, weights and targets must have the same length")
-    if acc.ndim != 4 or acc.shape[1:] != ia.shape:
-        raise ValueError(f"acc: expected (n, {ia.shape[0]}, {ia.shape[1]}, 3), got {acc.shape}")
+    if up not in (1, 2) or (cubic and up != 1):
+        raise ValueError(f"up: expected 1 or 2 (1 with cubic), got {up}")
+    if acc.ndim != 4 or acc.shape[3] != 3 or tuple(up * (n - 1) + 1 for n in acc.shape[1:3]) \
+            != ia.shape[:2]:
+        raise ValueError(f"acc: expected (n, H, W, 3) with frames of (up (H - 1) + 1, "
+                         f"up (W - 1) + 1), got {acc.shape} and frames {ia.shape}, up = {up}")
     if len(targets) and (np.min(targets) < 0 or np.max(targets) >= acc.shape[0]):
         raise ValueError("targets: index outside acc")
 
@@ -420,16 +429,17 @@ def _prepare(ia, ib, fab, fba, times, weights, targets, hard):
 
 
 def warpsum_cpu(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, iters: int = 2,
-                tau: float = 0.5, shift: float = 0.0, cubic: bool = False) -> np.ndarray:
+                tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
+                up: int = 1) -> np.ndarray:
     """numba CPU version of :func:`warpsum_reference` (same parameters); updates ``acc`` in place."""
-    _check(ia, ib, fab, fba, times, weights, targets, acc, hard)
+    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up)
     ia, ib, fab, fba, times, weights, targets, hard = _prepare(ia, ib, fab, fba, times, weights,
                                                                targets, hard)
-    sx = fab.shape[1] / ia.shape[1]
-    sy = fab.shape[0] / ia.shape[0]
+    sx = fab.shape[1] / acc.shape[2]
+    sy = fab.shape[0] / acc.shape[1]
     _cpu_kernel(ia, ib, fab, fba, hard, np.float32(sx), np.float32(sy), times, weights,
-                      targets, acc, iters, np.float32(1.0 / (tau * tau)), np.float32(shift),
-                      bool(cubic))
+                targets, acc, iters, np.float32(1.0 / (tau * tau)), np.float32(shift),
+                bool(cubic), int(up))
     return acc
 
 
@@ -472,13 +482,14 @@ def _np_sample_cubic(im, x, y):
 
 def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None,
                       iters: int = 2, tau: float = 0.5, shift: float = 0.0,
-                      cubic: bool = False) -> np.ndarray:
+                      cubic: bool = False, up: int = 1) -> np.ndarray:
     """Accumulate flow-warped, occlusion-weighted sub-frames of the pair (a, b) into ``acc``.
 
     Parameters
     ----------
     ia, ib : numpy.ndarray
-        float32 (H, W, 3) linear frames at times 0 and 1.
+        float32 (H, W, 3) linear frames at times 0 and 1 (or what `shift`, `cubic` and `up`
+        say they are).
     fab, fba : numpy.ndarray
         float32 (h, w, C) flows a->b and b->a at the full or a reduced resolution, sampled
         bilinearly at ``(x + 0.5) * w / W - 0.5`` (inside the fixed-point iteration at the
@@ -509,6 +520,11 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     cubic : bool
         Sample ``ia``/``ib`` (then the linear frames themselves; `shift` is not used) with
         Keys' cubic convolution (a = -1/2, 4x4 samples) instead of bilinearly.
+    up : {1, 2}
+        ``ia``/``ib`` hold the frames upsampled ``up`` times, ``(up (H - 1) + 1, up (W - 1)
+        + 1, 3)`` samples at multiples of ``1 / up`` px (:func:`blursynth_ext.interp.upsample2`),
+        and are sampled bilinearly at ``up x`` (then ``shift = 0``); ``acc`` keeps the
+        frame size.
 
     Returns
     -------
@@ -537,10 +553,10 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     evaluation methodology for optical flow", IJCV 92(1), 2011 (occlusion reasoning of their
     frame interpolation, sec. 3.4).
     """
-    _check(ia, ib, fab, fba, times, weights, targets, acc, hard)
+    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up)
     ia, ib, fab, fba, times, weights, targets, hard = _prepare(ia, ib, fab, fba, times, weights,
                                                                targets, hard)
-    h, w = ia.shape[:2]
+    h, w = acc.shape[1:3]
     sx = fab.shape[1] / w
     sy = fab.shape[0] / h
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
@@ -554,7 +570,8 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         return f[gy, gx]
 
     def sample(im, x, y):
-        return _np_sample_cubic(im, x, y) if cubic else _np_sample(im, x - shift, y - shift)
+        return (_np_sample_cubic(im, x, y) if cubic
+                else _np_sample(im, up * x - shift, up * y - shift))
 
     def fixed_point(f, f_prev, d):
         # z = x - d F(z) from the previous solution's flow, F at the nearest grid node; the

@@ -93,8 +93,8 @@ def test_static_clip_gives_blurry_equal_sharp_bit_exact():
         assert np.array_equal(sharp[0], frame)
 
 
-# The defaults on these small frames (flow at full size, cubic), and what 720p uses.
-SETTINGS = [dict(), dict(flow_scale=0.5, interp="linear")]
+# The defaults on these small frames (flow at full size, cubic), what 720p uses, and linear.
+SETTINGS = [dict(), dict(flow_scale=0.5, interp="upsampled"), dict(flow_scale=0.5, interp="linear")]
 
 
 @pytest.mark.parametrize("settings", SETTINGS)
@@ -150,13 +150,16 @@ def test_complex_motion_beats_a_floor_the_seed_method_misses(kind, floor, settin
 def test_automatic_flow_scale_keeps_360_grid_rows_from_half_to_full_size(size, want):
     assert flow_scale_of(FlowBlurParams(), *size) == want
     assert flow_scale_of(FlowBlurParams(flow_scale=0.25), *size) == 0.25  # as asked
-    # Cubic interpolation below 720 rows, as the finer flow grid.
-    assert interp_of(FlowBlurParams(), *size) == ("cubic" if want > 0.5 else "linear")
+    # Cubic interpolation below 720 rows, as the finer flow grid; from 720, frames upsampled 2x.
+    mode = "cubic" if want > 0.5 else "upsampled"
+    assert interp_of(FlowBlurParams(), *size) == mode
     assert interp_of(FlowBlurParams(interp="linear"), *size) == "linear"
-    # ... and the grid the flow is computed on has that size.
+    # ... and the flow grid and the frames the warp samples have those sizes.
     frame = np.zeros(size + (3,), np.uint8)
-    grey = _prepare(0, frame, FlowBlurParams(), get_crf("srgb")).grey
-    assert grey.shape == (round(size[0] * want), round(size[1] * want))
+    prep = _prepare(0, frame, FlowBlurParams(), get_crf("srgb"))
+    assert prep.grey.shape == (round(size[0] * want), round(size[1] * want))
+    assert prep.coef.shape == (size + (3,) if mode == "cubic"
+                               else (2 * size[0] - 1, 2 * size[1] - 1, 3))
 
 
 def test_scene_cut_inside_an_exposure_is_skipped():

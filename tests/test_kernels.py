@@ -9,7 +9,8 @@ import pytest
 
 from blursynth.crf import encode_u8, get_crf
 from blursynth_ext.encode import encode_cpu, encode_reference, threshold_table
-from blursynth_ext.interp import TAU, prefilter_cpu, prefilter_reference, sample_reference
+from blursynth_ext.interp import (TAU, prefilter_cpu, prefilter_reference, sample_reference,
+                                  upsample2_cpu, upsample2_reference)
 from blursynth_ext.warpsum import warpsum_cpu, warpsum_reference
 
 
@@ -87,26 +88,48 @@ def test_encode_scale_divides_accumulated_weight():
     assert np.array_equal(encode_cpu(acc, thr, threshold_table(thr), 1.0 / 3.0), np.arange(256))
 
 
+def test_upsample2_keeps_the_samples_and_fills_quadratics_exactly():
+    # Keys' cubic (a = -1/2) reproduces quadratics: the half-way samples of a quadratic image
+    # are the quadratic there (away from the repeated borders); the whole ones are the input.
+    yy, xx = np.mgrid[:12, :15].astype(np.float64)
+    img = np.stack([0.1 + 0.01 * xx * xx, 0.2 + 0.02 * xx * yy, 0.3 + 0.005 * yy * yy], -1)
+    up = upsample2_reference(img)
+    assert up.shape == (23, 29, 3)
+    np.testing.assert_allclose(up[0::2, 0::2], img, atol=1e-6)
+    y2, x2 = np.mgrid[:23, :29] / 2.0
+    want = np.stack([0.1 + 0.01 * x2 * x2, 0.2 + 0.02 * x2 * y2, 0.3 + 0.005 * y2 * y2], -1)
+    np.testing.assert_allclose(up[2:-2, 2:-2], want[2:-2, 2:-2], atol=1e-5)
+    assert np.abs(up[1:-1:2, 2:-2] - (up[0:-2:2, 2:-2] + up[2::2, 2:-2]) / 2).max() > 1e-3
+
+
+def test_upsample2_cpu_matches_reference_through_the_lut():
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    lut = (np.arange(256, dtype=np.float32) / 255) ** 2.2
+    np.testing.assert_allclose(upsample2_cpu(img, lut=lut), upsample2_reference(lut[img]),
+                               atol=2e-6)
+
+
 # -- warpsum --------------------------------------------------------------------------------------
 
-def _run(fn, ia, ib, fab, fba, times, weights, targets, n=1, **kw):
-    acc = np.zeros((n,) + ia.shape, np.float32)
+def _run(fn, ia, ib, fab, fba, times, weights, targets, n=1, size=None, **kw):
+    acc = np.zeros((n,) + (size or ia.shape[:2]) + (3,), np.float32)
     fn(ia, ib, fab, fba, np.float32(times), np.float32(weights), np.int64(targets), acc, **kw)
     return acc
 
 
 @pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
 @pytest.mark.parametrize("hard", [0, 1])
-@pytest.mark.parametrize("cubic", [False, True])
-def test_constant_image_stays_constant(fn, hard, cubic):
+@pytest.mark.parametrize("cubic,up", [(False, 1), (True, 1), (False, 2)])
+def test_constant_image_stays_constant(fn, hard, cubic, up):
     h, w = 20, 30
-    ia = np.full((h, w, 3), 0.3, np.float32)
+    ia = np.full((up * (h - 1) + 1, up * (w - 1) + 1, 3), 0.3, np.float32)
     rng = np.random.default_rng(3)
     fab = np.dstack([rng.normal(0, 3, (10, 15, 2)), rng.random((10, 15, 3))]).astype(np.float32)
     fba = np.dstack([rng.normal(0, 3, (10, 15, 2)), rng.random((10, 15, 3))]).astype(np.float32)
     times = [0.1, 0.4, 0.6, 0.9]
     acc = _run(fn, ia, ia.copy(), fab, fba, times, [0.25] * 4, [0] * 4,
-               hard=np.full((10, 15), hard, np.uint8), cubic=cubic)
+               hard=np.full((10, 15), hard, np.uint8), cubic=cubic, up=up, size=(h, w))
     assert np.abs(acc[0] - 0.3).max() < 1e-6
 
 
@@ -151,13 +174,41 @@ def test_cubic_sampling_reproduces_quadratics(fn, hard):
     assert np.abs(linear[6:-6, 6:-6] - want).max() > 4e-5
 
 
-@pytest.mark.parametrize("cubic", [False, True])
+@pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
+@pytest.mark.parametrize("hard", [0, 1])
+def test_upsampled_frames_are_sampled_at_twice_the_position(fn, hard):
+    # Motion of (4, 2) px per frame, sub-frame at s = 0.25: the smooth path reads frame a at
+    # x - (1, 0.5), which in the 2x upsampled frame is the sample (2 y - 1, 2 x - 2); the
+    # iterated path cross-fades (0.75 / 0.25) with b at x + (3, 1.5): (2 y + 3, 2 x + 6).
+    img = photo()
+    h, w = img.shape[:2]
+    ua, ub = upsample2_reference(img), upsample2_reference(img[::-1])
+    got = _run(fn, ua, ub, const_flow(h, w, 4.0, 2.0), const_flow(h, w, -4.0, -2.0), [0.25],
+               [1.0], [0], hard=np.full((h, w), hard, np.uint8), up=2, size=(h, w))[0]
+    ys, xs = np.mgrid[1:h - 2, 1:w - 4]
+    want = ua[2 * ys - 1, 2 * xs - 2]
+    if hard:
+        want = 0.75 * want + 0.25 * ub[2 * ys + 3, 2 * xs + 6]
+    assert np.abs(got[1:h - 2, 1:w - 4] - want).max() < 1e-5
+
+
+def test_frames_must_match_the_output_size_and_up():
+    ia = np.zeros((9, 11, 3), np.float32)
+    f = const_flow(5, 6, 1.0, 0.0)
+    with pytest.raises(ValueError, match="up"):
+        _run(warpsum_cpu, ia, ia, f, f, [0.5], [1.0], [0], up=2, size=(9, 11))
+    with pytest.raises(ValueError, match="up"):
+        _run(warpsum_cpu, ia, ia, f, f, [0.5], [1.0], [0], up=2, cubic=True, size=(5, 6))
+    _run(warpsum_cpu, ia, ia, f, f, [0.5], [1.0], [0], up=2, size=(5, 6))  # (2 (5-1)+1, ...)
+
+
+@pytest.mark.parametrize("cubic,up", [(False, 1), (True, 1), (False, 2)])
 @pytest.mark.parametrize("hard_fraction", [0.0, 0.5, 1.0])
-def test_cpu_kernel_matches_reference(hard_fraction, cubic):
+def test_cpu_kernel_matches_reference(hard_fraction, cubic, up):
     rng = np.random.default_rng(4)
     H, W, h, w = 26, 34, 13, 17
-    ia = rng.random((H, W, 3)).astype(np.float32)
-    ib = rng.random((H, W, 3)).astype(np.float32)
+    ia = rng.random((up * (H - 1) + 1, up * (W - 1) + 1, 3)).astype(np.float32)
+    ib = rng.random(ia.shape).astype(np.float32)
     fab = np.dstack([rng.normal(0, 2, (h, w, 2)), rng.random((h, w, 1)),
                      rng.normal(0, 0.2, (h, w, 2))]).astype(np.float32)
     fba = np.dstack([rng.normal(0, 2, (h, w, 2)), rng.random((h, w, 1)),
@@ -165,8 +216,9 @@ def test_cpu_kernel_matches_reference(hard_fraction, cubic):
     hard = (rng.random((h, w)) < hard_fraction).astype(np.uint8)
     times = [0.9, 0.05, 0.3, 0.5, 0.7]
     args = (ia, ib, fab, fba, times, [0.2, 0.1, 0.3, 1.0, 0.4], [0, 1, 0, 2, 1])
-    ref = _run(warpsum_reference, *args, n=3, hard=hard, shift=TAU, cubic=cubic)
-    cpu = _run(warpsum_cpu, *args, n=3, hard=hard, shift=TAU, cubic=cubic)
+    kw = dict(n=3, hard=hard, shift=TAU if up == 1 else 0.0, cubic=cubic, up=up, size=(H, W))
+    ref = _run(warpsum_reference, *args, **kw)
+    cpu = _run(warpsum_cpu, *args, **kw)
     assert np.abs(ref - cpu).max() < 2e-5
     assert np.abs(ref).max() > 0.1  # something was accumulated
 
@@ -241,10 +293,13 @@ def test_cuda_kernel_matches_reference_in_simulator():
         hard = (rng.random((h, w)) < .5).astype(np.uint8)
         t = np.float32([.2, .7]); wt = np.float32([.5, .5]); tg = np.int64([0, 1])
         diff = mag = 0.0
-        for cubic in (False, True):
+        for cubic, up in ((False, 1), (True, 1), (False, 2)):
+            fa = np.kron(ia, np.ones((up, up, 1), np.float32))[:up * (H - 1) + 1, :up * (W - 1) + 1]
+            fb = np.kron(ib, np.ones((up, up, 1), np.float32))[:up * (H - 1) + 1, :up * (W - 1) + 1]
             a = np.zeros((2, H, W, 3), np.float32); b = a.copy()
-            warpsum_reference(ia, ib, fab, fba, t, wt, tg, a, hard=hard, shift=.2, cubic=cubic)
-            warpsum_cuda(ia, ib, fab, fba, t, wt, tg, b, hard=hard, shift=.2, cubic=cubic)
+            kw = dict(hard=hard, shift=.2, cubic=cubic, up=up)
+            warpsum_reference(fa, fb, fab, fba, t, wt, tg, a, **kw)
+            warpsum_cuda(fa, fb, fab, fba, t, wt, tg, b, **kw)
             diff, mag = max(diff, float(np.abs(a - b).max())), max(mag, float(np.abs(a).max()))
         print(diff, mag)
     """)
