@@ -27,7 +27,9 @@ from blursynth.scenes import make_scene
 
 #: label -> FlowBlurParams options.
 SETTINGS = {
-    "default (DIS medium, flow at half size at 720p, `--snap-boundaries`)": {},
+    "default (DIS medium, flow at half size, frames upsampled 2x at 720p)": {},
+    "`--interp linear` (shifted-linear)": {"interp": "linear"},
+    "`--interp cubic` (Keys, 4x4)": {"interp": "cubic"},
     "`--no-snap-boundaries`": {"snap_boundaries": False},
     "`--refine-boundaries`": {"refine_boundaries": True},
     "`--flow-scale 1` (flow at full size)": {"flow_scale": 1.0},

@@ -69,10 +69,9 @@ class FlowBlurParams:
     flow : str
         Flow backend (see :data:`blursynth.flow.BACKENDS`).
     flow_preset : str or None
-        DIS preset (``ultrafast``, ``fast``, ``medium``); None means ``medium`` with a patch
-        every 4 grid pixels instead of 3, which at ``flow_scale = 0.5`` is about as fast as
-        ``fast`` at full size and more accurate on motion boundaries. Other backends take no
-        preset.
+        DIS preset (``ultrafast``, ``fast``, ``medium``); None means ``medium``, which at
+        ``flow_scale = 0.5`` is about as fast as ``fast`` at full size and more accurate on
+        motion boundaries. Other backends take no preset.
     flow_scale : float or None
         Resolution at which flow is computed, as a fraction of the frame size (0, 1]. None
         (default): half size for frames 720 px or more on their shorter side, and finer below
@@ -89,9 +88,9 @@ class FlowBlurParams:
     interp : {"linear", "upsampled", "cubic"} or None
         How sub-frames sample the frames: ``linear``, shifted-linear interpolation of
         prefiltered coefficients (2x2 samples); ``upsampled``, bilinear in the frames
-        upsampled 2x with Keys' cubic (2x2 samples, 4x the memory; at 720p +0.6 to +2.2 dB of
+        upsampled 2x with Keys' cubic (2x2 samples, 4x the memory; at 720p +0.1 to +2.2 dB of
         mean over ``linear`` on the benchmark scenes, and translation's worst tile 36.9 instead
-        of 35.2 dB, for 7 CPU-ms per frame); ``cubic``, Keys' cubic convolution (a = -1/2, 4x4
+        of 35.2 dB, for ~7% of the speed); ``cubic``, Keys' cubic convolution (a = -1/2, 4x4
         samples) of the frames (+1.4 to +5.2 dB of mean over ``linear``, at 1.6x the CPU time
         at 720p). None (default): ``cubic`` below 720 rows, ``upsampled`` from 720 rows
         (:func:`interp_of`).
@@ -224,13 +223,8 @@ def flow_backend(p: FlowBlurParams):
     if p.flow == "cuda" and name != "cuda":
         log.warning("flow 'cuda': the installed OpenCV has no CUDA support (or sees no GPU); "
                     "using dis, the CPU default")
-    if name == "dis" and p.flow_preset is None:
-        # Patches every 4 grid px instead of medium's 3: 30% less time for DIS, within 0.1 dB
-        # of mean on the benchmark scenes (worst tiles -1.2 to +0.6 dB), which pays for the
-        # 2x upsampled frames at 720p.
-        return get_backend("dis", preset=FLOWBLUR_DIS_PRESET, patch_stride=4)
     if name == "dis":
-        return get_backend("dis", preset=p.flow_preset)
+        return get_backend("dis", preset=p.flow_preset or FLOWBLUR_DIS_PRESET)
     return get_backend(name)
 
 

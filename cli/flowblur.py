@@ -28,9 +28,8 @@ PARAM_HELP = {
     "flow": "Optical flow backend: "
             + "; ".join(f"{k}: {v}" for k, v in BACKENDS.items()) + ".",
     "flow_preset": "Preset of the dis backend (" + ", ".join(DIS_PRESETS) + "); default "
-                   "medium (with a patch every 4 pixels instead of 3), which at half "
-                   "resolution is about as fast as fast at full size and better on motion "
-                   "boundaries. Other backends take none.",
+                   "medium, which at half resolution is about as fast as fast at full size and "
+                   "better on motion boundaries. Other backends take none.",
     "flow_scale": "Resolution of the flow, as a fraction of the frame size, 0 < S <= 1 "
                   "(half resolution is ~4x faster). Default: 0.5 for frames 720 px or more "
                   "on their shorter side, finer below that (up to 1) so the flow keeps 360 "
@@ -46,10 +45,10 @@ PARAM_HELP = {
     "scene_cut": "An interval where more than this fraction of pixels is unexplained by the flow "
                  "is a scene cut; exposures across a cut are skipped (1 disables detection).",
     "interp": "How sub-frames sample the frames: linear (shifted-linear, 2x2 samples), "
-              "upsampled (bilinear in frames upsampled 2x with Keys' cubic: +0.6 to +2.2 dB "
-              "over linear at 720p for ~4% more time) or cubic (Keys, 4x4 samples: +1.4 to "
-              "+5 dB, 1.6x the time at 720p). Default: cubic below 720 rows, upsampled from "
-              "720.",
+              "upsampled (bilinear in frames upsampled 2x with Keys' cubic: +0.1 to +2.2 dB "
+              "over linear at 720p for ~7% of the speed) or cubic (Keys, 4x4 samples: +1.4 "
+              "to +5 dB, 1.6x the time at 720p). Default: cubic below 720 rows, upsampled "
+              "from 720.",
     "iters": "Fixed-point iterations per sub-frame sample of the occlusion-aware warp.",
     "tau": "Occlusion softness: warp residual, in pixels, at which a side's weight halves.",
     "snap_boundaries": "Where the flow ramps across a moving object's edge, give each pixel the "
