@@ -22,6 +22,9 @@ Per pixel and sample (Notes give the maths):
    ``g(r) = 1 / (1 + (r / tau)^4)`` and ``eps = 0.02``.
 5. ``acc[target] += weight * c``.
 
+Frames are sampled bilinearly: shifted-linear coefficients (``shift``), or the frames upsampled
+2x (``up``); or with Keys' cubic convolution (``cubic``).
+
 Flows may be given at a reduced resolution (vectors in full-resolution pixels); they are sampled
 bilinearly at the full-resolution positions (at the nearest node inside the fixed-point
 iteration), which fuses the upsampling into this pass.
@@ -264,11 +267,7 @@ flow_row = _inline(_flow_row)
 def _keys_row(t, out):
     # keys() of every fraction t[x] into out[0:4, x] (vectorised).
     for x in range(t.shape[0]):
-        u = f4(1.0) - t[x]
-        out[0, x] = f4(-0.5) * t[x] * u * u
-        out[3, x] = f4(-0.5) * t[x] * t[x] * u
-        out[1, x] = (f4(1.5) * t[x] - f4(2.5)) * t[x] * t[x] + f4(1.0)
-        out[2, x] = f4(1.0) - out[0, x] - out[1, x] - out[3, x]
+        out[0, x], out[1, x], out[2, x], out[3, x] = keys(t[x])
 
 
 keys_row = _inline(_keys_row)
