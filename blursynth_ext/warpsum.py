@@ -442,17 +442,22 @@ def warpsum_cpu(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, it
     return acc
 
 
-def _np_sample(im, x, y):
-    # Vectorised bilinear sampling with clamped borders (the NumPy twin of image_at / flow_at).
+def _np_cell(im, x, y):
+    # Positions clamped to the image: the sample left of / above them and the fractions.
     h, w = im.shape[:2]
     x = np.clip(x, 0.0, w - 1.0)
     y = np.clip(y, 0.0, h - 1.0)
     x0 = x.astype(np.int64)
     y0 = y.astype(np.int64)
+    return x0, y0, (x - x0)[..., None], (y - y0)[..., None]
+
+
+def _np_sample(im, x, y):
+    # Vectorised bilinear sampling with clamped borders (the NumPy twin of image_at / flow_at).
+    h, w = im.shape[:2]
+    x0, y0, ax, ay = _np_cell(im, x, y)
     x1 = np.minimum(x0 + 1, w - 1)
     y1 = np.minimum(y0 + 1, h - 1)
-    ax = (x - x0)[..., None]
-    ay = (y - y0)[..., None]
     return ((1 - ay) * ((1 - ax) * im[y0, x0] + ax * im[y0, x1])
             + ay * ((1 - ax) * im[y1, x0] + ax * im[y1, x1]))
 
@@ -468,15 +473,11 @@ def _np_keys(t):
 def _np_sample_cubic(im, x, y):
     # Vectorised Keys cubic sampling with clamped borders (the NumPy twin of image_cubic).
     h, w = im.shape[:2]
-    x = np.clip(x, 0.0, w - 1.0)
-    y = np.clip(y, 0.0, h - 1.0)
-    x1 = x.astype(np.int64)
-    y1 = y.astype(np.int64)
-    cx = _np_keys((x - x1)[..., None])
-    cy = _np_keys((y - y1)[..., None])
+    x1, y1, fx, fy = _np_cell(im, x, y)
     xs = [np.clip(x1 + k, 0, w - 1) for k in (-1, 0, 1, 2)]
     ys = [np.clip(y1 + k, 0, h - 1) for k in (-1, 0, 1, 2)]
-    return sum(b * sum(a * im[yr, xc] for a, xc in zip(cx, xs)) for b, yr in zip(cy, ys))
+    return sum(b * sum(a * im[yr, xc] for a, xc in zip(_np_keys(fx), xs))
+               for b, yr in zip(_np_keys(fy), ys))
 
 
 def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None,
