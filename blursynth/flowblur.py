@@ -412,8 +412,12 @@ def _prepare(index: int, frame: np.ndarray, p: FlowBlurParams, crf: CRF) -> _Pre
     # (upsampled), or its shifted-linear coefficients (linear), linearised in the same pass.
     lut = crf.decode_lut()
     mode = interp_of(p, h, w)
-    coef = (lut[frame] if mode == "cubic" else upsample2(frame, lut=lut)
-            if mode == "upsampled" else prefilter(frame, lut=lut))
+    if mode == "cubic":
+        coef = lut[frame]
+    elif mode == "upsampled":
+        coef = upsample2(frame, lut=lut)
+    else:
+        coef = prefilter(frame, lut=lut)
     return _Prepared(frame, coef, grey)
 
 
