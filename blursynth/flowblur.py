@@ -90,7 +90,7 @@ class FlowBlurParams:
         prefiltered coefficients (2x2 samples); ``upsampled``, bilinear in the frames
         upsampled 2x with Keys' cubic (2x2 samples, 4x the memory; at 720p +0.1 to +2.2 dB of
         mean over ``linear`` on the benchmark scenes, and translation's worst tile 36.9 instead
-        of 35.2 dB, for ~7% of the speed); ``cubic``, Keys' cubic convolution (a = -1/2, 4x4
+        of 35.2 dB, at ~7% less speed); ``cubic``, Keys' cubic convolution (a = -1/2, 4x4
         samples) of the frames (+1.4 to +5.2 dB of mean over ``linear``, at 1.6x the CPU time
         at 720p). None (default): ``cubic`` below 720 rows, ``upsampled`` from 720 rows
         (:func:`interp_of`).

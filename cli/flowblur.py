@@ -46,7 +46,7 @@ PARAM_HELP = {
                  "is a scene cut; exposures across a cut are skipped (1 disables detection).",
     "interp": "How sub-frames sample the frames: linear (shifted-linear, 2x2 samples), "
               "upsampled (bilinear in frames upsampled 2x with Keys' cubic: +0.1 to +2.2 dB "
-              "over linear at 720p for ~7% of the speed) or cubic (Keys, 4x4 samples: +1.4 "
+              "over linear at 720p at ~7% less speed) or cubic (Keys, 4x4 samples: +1.4 "
               "to +5 dB, 1.6x the time at 720p). Default: cubic below 720 rows, upsampled "
               "from 720.",
     "iters": "Fixed-point iterations per sub-frame sample of the occlusion-aware warp.",
