@@ -41,6 +41,7 @@ __all__ = [
     "flow_backend",
     "flow_backend_name",
     "flow_scale_of",
+    "output_size",
     "interp_of",
     "Window",
     "BlurFrame",
@@ -180,6 +181,13 @@ FINE_BELOW = 720
 
 # The flow grid's shorter side that the automatic flow scale keeps (down to half size).
 AUTO_FLOW_GRID = FINE_BELOW // 2
+
+
+def output_size(p: FlowBlurParams, height: int, width: int) -> tuple[int, int]:
+    """``(height, width)`` of the outputs for inputs of this size: ``p.scale`` of it, rounded."""
+    if p.scale == 1.0:
+        return height, width
+    return max(1, round(height * p.scale)), max(1, round(width * p.scale))
 
 
 def flow_scale_of(p: FlowBlurParams, height: int, width: int) -> float:
@@ -399,7 +407,7 @@ def _prepare(index: int, frame: np.ndarray, p: FlowBlurParams, crf: CRF) -> _Pre
         raise ParameterError(f"frame {index}: expected uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
     if p.scale != 1.0:
         h, w = frame.shape[:2]
-        size = (max(1, round(w * p.scale)), max(1, round(h * p.scale)))
+        size = output_size(p, h, w)[::-1]  # cv2: (width, height)
         lin = cv2.resize(decode_u8(frame, crf), size, interpolation=cv2.INTER_AREA)  # linear light
         frame = encode_linear(lin, crf)
     h, w = frame.shape[:2]

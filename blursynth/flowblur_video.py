@@ -34,7 +34,7 @@ from .errors import BlursynthError, ParameterError, VideoError
 from .files import atomic_path, file_identity
 from .flow import flow_to_color, write_flo
 from .flowblur import (FlowBlurParams, flow_backend_name, flow_scale_of, flowblur_frames,
-                       interp_of)
+                       interp_of, output_size)
 from .log import progress
 from .manifest import Manifest, base_record
 from .video import VideoReader, VideoWriter, probe
@@ -307,7 +307,7 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
     written = [paths["blurry"], paths["sharp"]] + ([paths["flow_video"]] if flow_video else [])
     elapsed = time.perf_counter() - t_start
     rec = base_record(STAGE, item, run_params, None)
-    size_out = [max(1, round(n * p.scale)) for n in (info.height, info.width)]  # as synthesised
+    size_out = output_size(p, info.height, info.width)
     rec.update({
         "status": "ok",
         "input": ident,

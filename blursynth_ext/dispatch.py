@@ -12,8 +12,7 @@ import numpy as np
 
 __all__ = [
     "DEVICES", "cuda_available", "resolve_device", "warpsum", "encode_linear", "prefilter",
-    "upsample2",
-    "analyse_pair", "snap_flow", "concurrent_kernels",
+    "upsample2", "analyse_pair", "snap_flow", "concurrent_kernels",
 ]
 
 DEVICES = {

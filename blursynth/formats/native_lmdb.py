@@ -523,7 +523,8 @@ class NativeLmdbWriter(BatchedWriter):
         JSON-able description of the run (pack parameters, seed), stored in ``__meta__``.
     workers : int
         Encoding threads (OpenCV's encoders release the GIL); 0 encodes in the caller's
-        thread, as ``raw`` always does (a copy per frame: handing it to a thread costs more).
+        thread. ``raw`` uses none: its records are built in the caller's thread, each right
+        before its put.
     map_size : int
         Initial LMDB map size in bytes; it doubles whenever full.
     resume : bool
