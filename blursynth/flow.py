@@ -42,6 +42,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 import numpy.typing as npt
+from blursynth_ext.dispatch import flow_color
 
 from .errors import FlowBackendError, InputFileError, OutputError, ParameterError
 
@@ -256,15 +257,16 @@ class _DISBackend(FlowBackend):
     name = "dis"
 
     def __init__(self, preset: str = DEFAULT_DIS_PRESET, finest_scale: int | None = None,
-                 patch_stride: int | None = None, variational_iterations: int | None = None,
-                 **options: Any):
+                 patch_stride: int | None = None, descent_iterations: int | None = None,
+                 variational_iterations: int | None = None, **options: Any):
         _reject_unknown("dis", options, {"preset", "finest_scale", "patch_stride",
-                                         "variational_iterations"})
+                                         "descent_iterations", "variational_iterations"})
         if not isinstance(preset, str) or preset not in DIS_PRESETS:
             raise ParameterError(
                 f"dis preset: expected one of {', '.join(DIS_PRESETS)}, got {preset!r}"
             )
         ints = {"finest_scale": (finest_scale, 0), "patch_stride": (patch_stride, 1),
+                "descent_iterations": (descent_iterations, 1),
                 "variational_iterations": (variational_iterations, 0)}
         for name, (value, lo) in ints.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -279,6 +281,8 @@ class _DISBackend(FlowBackend):
             self._dis.setFinestScale(finest_scale)
         if patch_stride is not None:
             self._dis.setPatchStride(patch_stride)
+        if descent_iterations is not None:
+            self._dis.setGradientDescentIterations(descent_iterations)
         if variational_iterations is not None:
             self._dis.setVariationalRefinementIterations(variational_iterations)
         self._preset_finest = self._dis.getFinestScale()
@@ -509,10 +513,11 @@ def get_backend(name: str = "dis", **options: Any) -> FlowBackend:
         Backend options:
 
         - ``dis``: ``preset`` in :data:`DIS_PRESETS` (default :data:`DEFAULT_DIS_PRESET`), and
-          ``finest_scale`` (int >= 0), ``patch_stride`` (int >= 1) and
-          ``variational_iterations`` (int >= 0), by default the preset's: the finest pyramid
-          level matched, the spacing of the patches and the iterations of the variational
-          refinement that smooths the matched flow.
+          ``finest_scale`` (int >= 0), ``patch_stride`` (int >= 1), ``descent_iterations``
+          (int >= 1) and ``variational_iterations`` (int >= 0), by default the preset's: the
+          finest pyramid level matched, the spacing of the patches, the gradient-descent
+          iterations that match each patch and the iterations of the variational refinement
+          that smooths the matched flow.
         - ``farneback``: any of :data:`FARNEBACK_DEFAULTS` (``pyr_scale``, ``levels``,
           ``winsize``, ``iterations``, ``poly_n`` (5 or 7), ``poly_sigma``, ``flags``
           (0 or ``cv2.OPTFLOW_FARNEBACK_GAUSSIAN``)).
@@ -724,34 +729,6 @@ def resize_flow(f: npt.ArrayLike, size: tuple[int, int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _make_colorwheel() -> np.ndarray:
-    """The 55-colour Middlebury wheel, (55, 3) float64 in [0, 1], red -> yellow -> ... -> red.
-
-    Segment lengths (RY 15, YG 6, GC 4, CB 11, BM 13, MR 6) follow Baker et al.; they give
-    perceptually similar hue steps. Values use integer division like the reference
-    ``colorcode.cpp``, so colours match the reference tools exactly.
-    """
-    segments = [  # (length, start RGB, which channel ramps, direction)
-        (15, (255, 0, 0), 1, +1),  # red -> yellow: G rises
-        (6, (255, 255, 0), 0, -1),  # yellow -> green: R falls
-        (4, (0, 255, 0), 2, +1),  # green -> cyan: B rises
-        (11, (0, 255, 255), 1, -1),  # cyan -> blue: G falls
-        (13, (0, 0, 255), 0, +1),  # blue -> magenta: R rises
-        (6, (255, 0, 255), 2, -1),  # magenta -> red: B falls
-    ]
-    rows = []
-    for n, start, ch, direction in segments:
-        for i in range(n):
-            c = list(start)
-            step = 255 * i // n
-            c[ch] = step if direction > 0 else 255 - step
-            rows.append(c)
-    return np.asarray(rows, dtype=np.float64) / 255.0
-
-
-_COLORWHEEL = _make_colorwheel()
-
-
 def flow_to_color(f: npt.ArrayLike, *, max_radius: float | None = None) -> np.ndarray:
     """Render a flow field with the Middlebury colour code (Baker et al. 2011).
 
@@ -789,14 +766,10 @@ def flow_to_color(f: npt.ArrayLike, *, max_radius: float | None = None) -> np.nd
     than pure red.
     """
     arr = _check_flow_field(f)
-    u = arr[..., 0].astype(np.float64)
-    v = arr[..., 1].astype(np.float64)
-    known = np.isfinite(u) & np.isfinite(v)
-    u = np.where(known, u, 0.0)
-    v = np.where(known, v, 0.0)
-    rad = np.hypot(u, v)
     if max_radius is None:
-        scale = max(float(rad.max()) if rad.size else 0.0, 1.0)
+        rad = np.hypot(arr[..., 0].astype(np.float64), arr[..., 1].astype(np.float64))
+        finite = rad[np.isfinite(rad)]
+        scale = max(float(finite.max()) if finite.size else 0.0, 1.0)
     else:
         if (
             isinstance(max_radius, bool)
@@ -805,22 +778,7 @@ def flow_to_color(f: npt.ArrayLike, *, max_radius: float | None = None) -> np.nd
         ):
             raise ParameterError(f"max_radius: expected a positive number, got {max_radius!r}")
         scale = float(max_radius)
-    rad /= scale
-
-    ncols = len(_COLORWHEEL)
-    # atan2(-v, -u): the reference's orientation, +x maps to the start of the wheel (red).
-    ang = np.arctan2(-v, -u) / np.pi
-    fk = (ang + 1.0) / 2.0 * (ncols - 1)
-    k0 = np.floor(fk).astype(np.intp)
-    k1 = k0 + 1
-    k1[k1 == ncols] = 0
-    frac = (fk - k0)[..., None]
-    col = (1.0 - frac) * _COLORWHEEL[k0] + frac * _COLORWHEEL[k1]
-    inside = (rad <= 1.0)[..., None]
-    col = np.where(inside, 1.0 - rad[..., None] * (1.0 - col), col * 0.75)
-    rgb = np.floor(255.0 * col).astype(np.uint8)
-    rgb[~known] = 0
-    return rgb
+    return flow_color(arr, scale)
 
 
 # --------------------------------------------------------------------------------------------

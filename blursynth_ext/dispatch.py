@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = [
     "DEVICES", "cuda_available", "resolve_device", "warpsum", "encode_linear", "prefilter",
-    "upsample2", "analyse_pair", "snap_flow", "concurrent_kernels",
+    "upsample2", "analyse_pair", "snap_flow", "flow_color", "concurrent_kernels",
 ]
 
 DEVICES = {
@@ -96,27 +96,39 @@ def encode_linear(lin: np.ndarray, crf, scale: float = 1.0, *, device: str | Non
     return encode_cpu(lin, thr, table, scale)
 
 
-def prefilter(img: np.ndarray, *, lut: np.ndarray | None = None,
+def prefilter(img: np.ndarray, *, lut: np.ndarray | None = None, out: np.ndarray | None = None,
               device: str | None = None) -> np.ndarray:
     """Shifted-linear interpolation coefficients (:mod:`blursynth_ext.interp`).
 
-    ``img`` is float32, or uint8 codes linearised through ``lut`` in the same pass.
+    ``img`` is float32, or uint8 codes linearised through ``lut`` in the same pass; ``out``, a
+    C-contiguous float32 array of the result's shape to write into, or None.
     """
     from .interp import prefilter_cpu, prefilter_reference
 
     if resolve_device(device) == "numpy":
-        return prefilter_reference(img if lut is None else lut[img])
-    return prefilter_cpu(img, lut=lut)
+        return _into(out, prefilter_reference(img if lut is None else lut[img]))
+    return prefilter_cpu(img, lut=lut, out=out)
 
 
-def upsample2(img: np.ndarray, *, lut: np.ndarray, device: str | None = None) -> np.ndarray:
+def upsample2(img: np.ndarray, *, lut: np.ndarray, out: np.ndarray | None = None,
+              device: str | None = None) -> np.ndarray:
     """uint8 (H, W, 3) codes, linearised through ``lut``, upsampled 2x with Keys' cubic
-    (:func:`blursynth_ext.interp.upsample2_reference`): float32 (2 H - 1, 2 W - 1, 3)."""
+    (:func:`blursynth_ext.interp.upsample2_reference`): float32 (2 H - 1, 2 W - 1, 3),
+    written into ``out`` if given (as in :func:`prefilter`)."""
     from .interp import upsample2_cpu, upsample2_reference
 
     if resolve_device(device) == "numpy":
-        return upsample2_reference(lut[img])
-    return upsample2_cpu(img, lut=lut)
+        return _into(out, upsample2_reference(lut[img]))
+    return upsample2_cpu(img, lut=lut, out=out)
+
+
+def _into(out: np.ndarray | None, result: np.ndarray) -> np.ndarray:
+    if out is None:
+        return result
+    if out.shape != result.shape or out.dtype != result.dtype:
+        raise ValueError(f"out: expected {result.dtype} {result.shape}, got {out.dtype} {out.shape}")
+    out[...] = result
+    return out
 
 
 def analyse_pair(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, *,
@@ -150,6 +162,15 @@ def snap_flow(flow, a, b, other, *, device: str | None = None) -> np.ndarray:
 
     fn = snap_reference if resolve_device(device) == "numpy" else snap_cpu
     return fn(flow, a, b, other, boundary_mask(flow, radii=RADII), MARGIN, RADII)
+
+
+def flow_color(f: np.ndarray, scale: float, *, device: str | None = None) -> np.ndarray:
+    """Middlebury colours of the flow ``f`` (float (H, W, 2)), full saturation at length
+    ``scale`` (:mod:`blursynth_ext.colorwheel`): uint8 (H, W, 3) RGB. Runs on the CPU."""
+    from .colorwheel import color_cpu, color_reference
+
+    fn = color_reference if resolve_device(device) == "numpy" else color_cpu
+    return fn(f, scale)
 
 
 def _touch(x):

@@ -97,7 +97,17 @@ def _cols(flat, tau):
 
 
 
-def prefilter_cpu(img: np.ndarray, tau: float = TAU, *, lut: np.ndarray | None = None) -> np.ndarray:
+def _out(out: np.ndarray | None, shape: tuple) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, np.float32)
+    if out.dtype != np.float32 or out.shape != tuple(shape) or not out.flags.c_contiguous:
+        raise ValueError(f"out: expected a C-contiguous float32 array of shape {tuple(shape)}, "
+                         f"got {out.dtype} {out.shape}")
+    return out
+
+
+def prefilter_cpu(img: np.ndarray, tau: float = TAU, *, lut: np.ndarray | None = None,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """numba version of :func:`prefilter_reference` for (H, W) or (H, W, C) images.
 
     Parameters
@@ -106,6 +116,9 @@ def prefilter_cpu(img: np.ndarray, tau: float = TAU, *, lut: np.ndarray | None =
         float32 values, or uint8 codes when ``lut`` is given.
     lut : numpy.ndarray, optional
         float32 (256,) table applied to uint8 ``img`` first (linearisation fused in the pass).
+    out : numpy.ndarray, optional
+        C-contiguous float32 array of the result's shape to write into (e.g. reused from
+        frame to frame: a fresh one at 720p costs its page faults).
 
     Returns
     -------
@@ -113,16 +126,14 @@ def prefilter_cpu(img: np.ndarray, tau: float = TAU, *, lut: np.ndarray | None =
         float32 coefficients, same shape as ``img``.
     """
     img = np.ascontiguousarray(img, dtype=np.float32 if lut is None else np.uint8)
-    squeeze = img.ndim == 2
-    if squeeze:
-        img = img[..., None]
-    out = np.empty(img.shape, np.float32)
+    result = _out(out, img.shape)
+    img3, out3 = (img[..., None], result[..., None]) if img.ndim == 2 else (img, result)
     if lut is None:
-        _rows_f32(img, out, np.float32(tau))
+        _rows_f32(img3, out3, np.float32(tau))
     else:
-        _rows_u8(img, np.ascontiguousarray(lut, dtype=np.float32), out, np.float32(tau))
-    _cols(out.reshape(img.shape[0], -1), np.float32(tau))
-    return out[..., 0] if squeeze else out
+        _rows_u8(img3, np.ascontiguousarray(lut, dtype=np.float32), out3, np.float32(tau))
+    _cols(out3.reshape(img.shape[0], -1), np.float32(tau))
+    return result
 
 
 # -- 2x upsampling ------------------------------------------------------------------------------
@@ -186,9 +197,10 @@ def _up_cols(flat):
             o[i] = (np.float32(9.0) * (b[i] + c[i]) - a[i] - d[i]) * np.float32(0.0625)
 
 
-def upsample2_cpu(img: np.ndarray, *, lut: np.ndarray) -> np.ndarray:
+def upsample2_cpu(img: np.ndarray, *, lut: np.ndarray, out: np.ndarray | None = None
+                  ) -> np.ndarray:
     """numba version of :func:`upsample2_reference` for uint8 (H, W, C) codes, linearised
-    through ``lut`` (float32 (256,)) in the same pass.
+    through ``lut`` (float32 (256,)) in the same pass; ``out`` as in :func:`prefilter_cpu`.
 
     Returns
     -------
@@ -197,7 +209,7 @@ def upsample2_cpu(img: np.ndarray, *, lut: np.ndarray) -> np.ndarray:
     """
     img = np.ascontiguousarray(img, dtype=np.uint8)
     h, w, ch = img.shape
-    out = np.empty((2 * h - 1, 2 * w - 1, ch), np.float32)
+    out = _out(out, (2 * h - 1, 2 * w - 1, ch))
     _up_rows(img, np.ascontiguousarray(lut, dtype=np.float32), out)
     _up_cols(out.reshape(2 * h - 1, -1))
     return out

@@ -260,6 +260,7 @@ def test_unknown_backend_lists_backends():
         ("dis", {"variational_iterations": -1}),
         ("dis", {"variational_iterations": 1.5}),
         ("dis", {"patch_stride": 0}),
+        ("dis", {"descent_iterations": 0}),
         ("farneback", {"preset": "fast"}),
         ("farneback", {"poly_n": 6}),
         ("farneback", {"pyr_scale": 1.5}),
@@ -278,13 +279,16 @@ def test_bad_options_raise(name, options):
 def test_dis_overrides_reach_opencv_and_survive_a_rebuild():
     # _FlowPair builds its second direction from the first one's options.
     b = get_backend("dis", preset="medium", finest_scale=0, patch_stride=4,
-                    variational_iterations=1)
+                    descent_iterations=12, variational_iterations=1)
     again = get_backend("dis", **b.options)
     for backend in (b, again):
         assert backend._dis.getFinestScale() == 0
         assert backend._dis.getPatchStride() == 4
+        assert backend._dis.getGradientDescentIterations() == 12
         assert backend._dis.getVariationalRefinementIterations() == 1
-    assert get_backend("dis", preset="medium")._dis.getVariationalRefinementIterations() == 5
+    medium = get_backend("dis", preset="medium")._dis
+    assert medium.getVariationalRefinementIterations() == 5
+    assert medium.getGradientDescentIterations() == 25
 
 
 def test_farneback_defaults_and_overrides(shifted):

@@ -5,7 +5,7 @@ import pytest
 
 from blursynth.crf import decode_u8, encode_u8, get_crf
 from blursynth.errors import ParameterError
-from blursynth.flowblur import (FlowBlurParams, _prepare, exposure_windows, flow_scale_of,
+from blursynth.flowblur import (FlowBlurParams, _Buffers, _prepare, exposure_windows, flow_scale_of,
                                 flowblur_array, flowblur_frames, interp_of, interval_samples,
                                 subframes_per_interval)
 from blursynth.scenes import make_scene
@@ -156,10 +156,40 @@ def test_automatic_flow_scale_keeps_360_grid_rows_from_half_to_full_size(size, w
     assert interp_of(FlowBlurParams(interp="linear"), *size) == "linear"
     # ... and the flow grid and the frames the warp samples have those sizes.
     frame = np.zeros(size + (3,), np.uint8)
-    prep = _prepare(0, frame, FlowBlurParams(), get_crf("srgb"))
+    prep = _prepare(0, frame, FlowBlurParams(), get_crf("srgb"), _Buffers())
     assert prep.grey.shape == (round(size[0] * want), round(size[1] * want))
     assert prep.coef.shape == (size + (3,) if mode == "cubic"
                                else (2 * size[0] - 1, 2 * size[1] - 1, 3))
+
+
+@pytest.mark.parametrize("interp", ["linear", "upsampled", "cubic"])
+def test_a_frame_buffer_is_reused_only_once_its_frame_is_gone(interp):
+    p, crf, buffers = FlowBlurParams(interp=interp), get_crf("srgb"), _Buffers()
+    frames = make_scene("translation", (24, 32), 2.0).frames(3)
+    fresh = [_prepare(i, f, p, crf, _Buffers()).coef for i, f in enumerate(frames)]
+    a = _prepare(0, frames[0], p, crf, buffers)
+    b = _prepare(1, frames[1], p, crf, buffers)
+    assert not np.shares_memory(a.coef, b.coef)
+    address = a.coef.ctypes.data
+    del a
+    c = _prepare(2, frames[2], p, crf, buffers)
+    assert c.coef.ctypes.data == address  # frame 0's buffer, rewritten
+    np.testing.assert_array_equal(c.coef, fresh[2])
+    np.testing.assert_array_equal(b.coef, fresh[1])  # the frame still held is untouched
+
+
+def test_reusing_frame_buffers_leaves_the_output_as_it_was(monkeypatch):
+    frames = make_scene("occlusion", (48, 64), 3.0).frames(9)
+    p = FlowBlurParams(interp="upsampled", exposure=2.0)
+    taken, take = [], _Buffers.take
+    monkeypatch.setattr(_Buffers, "take", lambda self, shape: taken.append(take(self, shape))
+                        or taken[-1])
+    reused, _, _ = flowblur_array(frames, p)
+    assert len(taken) == 9 and len({b.ctypes.data for b in taken}) < 9  # some were reused
+    monkeypatch.setattr(_Buffers, "take", lambda self, shape: np.empty(shape, np.float32))
+    fresh, _, _ = flowblur_array(frames, p)
+    assert len(reused) == 7
+    np.testing.assert_array_equal(reused, fresh)
 
 
 def test_scene_cut_inside_an_exposure_is_skipped():
@@ -244,6 +274,16 @@ def test_flow_backend_and_preset_are_checked_up_front(caplog):
         assert any("CUDA" in m and "dis" in m for m in caplog.messages)
     with pytest.raises(ParameterError):
         FlowBlurParams(flow="nonsense")
+    # The default is DIS medium, with 12 descent iterations on grids of 360 rows or more; a
+    # preset named is OpenCV's own.
+    def descent(p, grid):
+        return flow_backend(p, grid)._dis.getGradientDescentIterations()
+
+    assert flow_backend(FlowBlurParams(), (360, 640)).options == {
+        "preset": "medium", "descent_iterations": 12}
+    assert descent(FlowBlurParams(flow="dis"), (540, 960)) == 12
+    assert descent(FlowBlurParams(), (359, 640)) == descent(FlowBlurParams(), None) == 25
+    assert descent(FlowBlurParams(flow_preset="medium"), (360, 640)) == 25
 
 
 def test_boundary_refinement_recomputes_only_around_the_marked_region():

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from blursynth.crf import encode_u8, get_crf
+from blursynth_ext.colorwheel import color_cpu, color_reference
+from blursynth_ext.dispatch import prefilter, upsample2
 from blursynth_ext.encode import encode_cpu, encode_reference, threshold_table
 from blursynth_ext.interp import (TAU, prefilter_cpu, prefilter_reference, sample_reference,
                                   upsample2_cpu, upsample2_reference)
@@ -108,6 +110,29 @@ def test_upsample2_cpu_matches_reference_through_the_lut():
     lut = (np.arange(256, dtype=np.float32) / 255) ** 2.2
     np.testing.assert_allclose(upsample2_cpu(img, lut=lut), upsample2_reference(lut[img]),
                                atol=2e-6)
+
+
+@pytest.mark.parametrize("device", ["cpu", "numpy"])
+def test_sampled_frames_are_written_into_out_when_given(device):
+    img = np.random.default_rng(8).integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    lut = get_crf("srgb").decode_lut()
+    for fn, shape in ((upsample2, (17, 25, 3)), (prefilter, (9, 13, 3))):
+        want = fn(img, lut=lut, device=device)
+        out = np.full(shape, np.nan, np.float32)  # stale contents must not show through
+        assert fn(img, lut=lut, out=out, device=device) is out
+        np.testing.assert_array_equal(out, want)
+        with pytest.raises(ValueError, match="out"):
+            fn(img, lut=lut, out=np.empty(shape[:2] + (4,), np.float32), device=device)
+
+
+def test_flow_colours_cpu_match_reference():
+    # float64 arithmetic in both, libm's atan2 against NumPy's: the same truncated codes.
+    f = np.random.default_rng(9).normal(0, 6, (37, 53, 2)).astype(np.float32)
+    f[0, 0, 0], f[1, 1, 1], f[2, 2] = np.nan, np.inf, 0.0
+    f[3, :, 0], f[3, :, 1] = np.linspace(-12, 12, 53), -1e-7  # along the wheel's wrap
+    want = color_reference(f, 10.0)
+    np.testing.assert_array_equal(color_cpu(f, 10.0), want)
+    assert (want[0, 0] == 0).all() and (want[2, 2] == 255).all()
 
 
 # -- warpsum --------------------------------------------------------------------------------------
