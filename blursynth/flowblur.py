@@ -73,9 +73,10 @@ class FlowBlurParams:
         Flow backend (see :data:`blursynth.flow.BACKENDS`).
     flow_preset : str or None
         DIS preset (``ultrafast``, ``fast``, ``medium``) as OpenCV defines it; None means
-        ``medium`` with 12 instead of 25 gradient-descent iterations per patch (as accurate
-        here, and faster), which at ``flow_scale = 0.5`` is about as fast as ``fast`` at full
-        size and more accurate on motion boundaries. Other backends take no preset.
+        ``medium``, with 12 instead of 25 gradient-descent iterations per patch on flow grids
+        of 360 rows or more without ``refine_boundaries`` (as accurate there, and faster).
+        At ``flow_scale = 0.5`` it is about as fast as ``fast`` at full size and more accurate
+        on motion boundaries. Other backends take no preset.
     flow_scale : float or None
         Resolution at which flow is computed, as a fraction of the frame size (0, 1]. None
         (default): half size for frames 720 px or more on their shorter side, and finer below
@@ -176,7 +177,8 @@ class FlowBlurParams:
 # preset, with 12 gradient-descent iterations per patch instead of its 25 on flow grids of 360
 # rows or more: 3 ms less per 640x360 flow, the same fidelity there (every benchmark scene
 # within 0.1 dB of mean at 360p and 720p, worst tiles -0.6 to +1.1 dB). On small grids the
-# pyramid is shallow and needs them all (the 48x80 demo: 34.8 against 39.2 dB).
+# pyramid is shallow and needs them all (the 48x80 demo: 34.8 against 39.2 dB), and so does
+# `refine_boundaries` (the fast scene at 720p, e = 2: worst tile 35.2 against 43.3 dB).
 FLOWBLUR_DIS_PRESET = "medium"
 FLOWBLUR_DIS_DESCENT = 12
 
@@ -243,7 +245,7 @@ def flow_backend(p: FlowBlurParams, grid: tuple[int, int] | None = None):
     if name == "dis":
         if p.flow_preset is not None:
             return get_backend("dis", preset=p.flow_preset)
-        if grid is None or min(grid) < AUTO_FLOW_GRID:
+        if grid is None or min(grid) < AUTO_FLOW_GRID or p.refine_boundaries:
             return get_backend("dis", preset=FLOWBLUR_DIS_PRESET)
         return get_backend("dis", preset=FLOWBLUR_DIS_PRESET,
                            descent_iterations=FLOWBLUR_DIS_DESCENT)

@@ -274,8 +274,8 @@ def test_flow_backend_and_preset_are_checked_up_front(caplog):
         assert any("CUDA" in m and "dis" in m for m in caplog.messages)
     with pytest.raises(ParameterError):
         FlowBlurParams(flow="nonsense")
-    # The default is DIS medium, with 12 descent iterations on grids of 360 rows or more; a
-    # preset named is OpenCV's own.
+    # The default is DIS medium, with 12 descent iterations on grids of 360 rows or more
+    # unless refining boundaries; a preset named is OpenCV's own.
     def descent(p, grid):
         return flow_backend(p, grid)._dis.getGradientDescentIterations()
 
@@ -284,6 +284,7 @@ def test_flow_backend_and_preset_are_checked_up_front(caplog):
     assert descent(FlowBlurParams(flow="dis"), (540, 960)) == 12
     assert descent(FlowBlurParams(), (359, 640)) == descent(FlowBlurParams(), None) == 25
     assert descent(FlowBlurParams(flow_preset="medium"), (360, 640)) == 25
+    assert descent(FlowBlurParams(refine_boundaries=True), (360, 640)) == 25
 
 
 def test_boundary_refinement_recomputes_only_around_the_marked_region():
