@@ -710,7 +710,7 @@ def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: i
                 yield _pair(*pending, cur, p, refiner)
                 pending = None
             if prev is None:
-                flows = flows or _FlowPair(p, cur.grey.shape)
+                flows = _FlowPair(p, cur.grey.shape)
                 yield i, cur, None
             else:
                 pending = (i, before, prev, cur, *flows(prev.grey, cur.grey))
