@@ -123,11 +123,12 @@ def upsample2(img: np.ndarray, *, lut: np.ndarray, out: np.ndarray | None = None
 
 
 def _into(out: np.ndarray | None, result: np.ndarray) -> np.ndarray:
+    # The NumPy references return a new array: copy it into out, checked as the CPU path does.
+    from .interp import _out
+
     if out is None:
         return result
-    if out.shape != result.shape or out.dtype != result.dtype:
-        raise ValueError(f"out: expected {result.dtype} {result.shape}, got {out.dtype} {out.shape}")
-    out[...] = result
+    _out(out, result.shape)[...] = result
     return out
 
 
