@@ -29,8 +29,10 @@ PARAM_HELP = {
             + "; ".join(f"{k}: {v}" for k, v in BACKENDS.items()) + ".",
     "flow_preset": "Preset of the dis backend (" + ", ".join(DIS_PRESETS) + "); default "
                    "medium (with 12 instead of 25 gradient-descent iterations per patch on flow "
-                   "grids of 360+ rows: as accurate there, and faster), which at half resolution is about as fast as fast at full size and "
-                   "better on motion boundaries. Other backends take none.",
+                   "grids of 360+ rows, and a patch every 6 instead of 3 px where that grid is "
+                   "smaller than the frames: as accurate there, and faster), which at half "
+                   "resolution is about as fast as fast at full size and better on motion "
+                   "boundaries. Other backends take none.",
     "flow_scale": "Resolution of the flow, as a fraction of the frame size, 0 < S <= 1 "
                   "(half resolution is ~4x faster). Default: 0.5 for frames 720 px or more "
                   "on their shorter side, finer below that (up to 1) so the flow keeps 360 "

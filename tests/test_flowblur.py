@@ -275,16 +275,36 @@ def test_flow_backend_and_preset_are_checked_up_front(caplog):
     with pytest.raises(ParameterError):
         FlowBlurParams(flow="nonsense")
     # The default is DIS medium, with 12 descent iterations on grids of 360 rows or more
-    # unless refining boundaries; a preset named is OpenCV's own.
-    def descent(p, grid):
-        return flow_backend(p, grid)._dis.getGradientDescentIterations()
+    # unless refining boundaries, and patches every 6 px where that grid is also smaller than
+    # the frames; a preset named is OpenCV's own.
+    def dis(p, grid, frame=None):
+        d = flow_backend(p, grid, frame)._dis
+        return d.getGradientDescentIterations(), d.getPatchStride()
 
     assert flow_backend(FlowBlurParams(), (360, 640)).options == {
         "preset": "medium", "descent_iterations": 12}
-    assert descent(FlowBlurParams(flow="dis"), (540, 960)) == 12
-    assert descent(FlowBlurParams(), (359, 640)) == descent(FlowBlurParams(), None) == 25
-    assert descent(FlowBlurParams(flow_preset="medium"), (360, 640)) == 25
-    assert descent(FlowBlurParams(refine_boundaries=True), (360, 640)) == 25
+    assert flow_backend(FlowBlurParams(), (360, 640), (720, 1280)).options == {
+        "preset": "medium", "descent_iterations": 12, "patch_stride": 6}
+    medium = dis(FlowBlurParams(flow_preset="medium"), None)
+    assert medium == (25, 3)  # OpenCV's preset, which the defaults below depart from
+    assert dis(FlowBlurParams(flow="dis"), (540, 960)) == (12, 3)
+    assert dis(FlowBlurParams(), (360, 640), (360, 640)) == (12, 3)  # full-size grid
+    assert dis(FlowBlurParams(), (360, 640), (1080, 1920)) == (12, 6)
+    assert dis(FlowBlurParams(), (359, 640), (718, 1280)) == dis(FlowBlurParams(), None) == medium
+    assert dis(FlowBlurParams(flow_preset="medium"), (360, 640), (720, 1280)) == medium
+    assert dis(FlowBlurParams(refine_boundaries=True), (360, 640), (720, 1280)) == medium
+
+
+def test_the_flow_backend_is_chosen_for_the_grid_and_the_frames(monkeypatch):
+    import blursynth.flowblur as fb
+
+    seen = []
+    real = fb.flow_backend
+    monkeypatch.setattr(fb, "flow_backend", lambda p, grid, frame: seen.append((grid, frame))
+                        or real(p, grid, frame))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
+    flowblur_array(frames, FlowBlurParams(flow="dis", flow_scale=0.5))
+    assert seen == [((32, 48), (64, 96))]  # once per clip, for the first frame's sizes
 
 
 def test_boundary_refinement_recomputes_only_around_the_marked_region():
