@@ -182,8 +182,9 @@ class FlowBlurParams:
 # `refine_boundaries` (the fast scene at 720p, e = 2: worst tile 35.2 against 43.3 dB).
 # Where the grid is also smaller than the frames (720p and up), patches every 6 px instead of
 # every 3: half the flow time (27 against 46 ms per 720p frame, both flows, one thread) at the
-# same fidelity (720p scenes within 0.12 dB of mean, worst tiles -0.03 to +0.7 dB). On a
-# full-size grid (360p) the occlusion scene's worst tile drops from 37.4 to 34.8 dB with it.
+# same fidelity (720p scenes within 0.14 dB of mean at e = 1 and 2, worst tiles -0.4 to +1.0
+# dB). On a full-size grid (360p) the occlusion scene's worst tile drops from 37.4 to 34.8 dB
+# with it.
 FLOWBLUR_DIS_PRESET = "medium"
 FLOWBLUR_DIS_DESCENT = 12
 FLOWBLUR_DIS_STRIDE = 6
