@@ -528,7 +528,6 @@ class VideoReader:
         self.truncated = False
         self._proc: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
-        self._progress: str | None = None
         self._done = False
         # ffmpeg can stop by itself after the last frame we want.
         if self.end is None:
@@ -542,8 +541,9 @@ class VideoReader:
 
     def _command(self, exe: str) -> list[str]:
         cmd = [exe, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error",
-               # The progress report's final out_time is how much video time decoded.
-               "-progress", _file_url(self._progress), "-stats_period", "60",
+               # The progress report's final out_time is how much video time decoded.  It
+               # goes to the stderr log, not a named file that a killed process would leave.
+               "-progress", "pipe:2", "-stats_period", "60",
                "-protocol_whitelist", "file", "-noautorotate", "-i", _file_url(self.path),
                "-map", f"0:{self._stream.index}"]
         # Rotate ourselves rather than trusting autorotate, so the frame size is known.
@@ -562,8 +562,6 @@ class VideoReader:
         try:
             exe = _ffmpeg_exe()
             self._log = tempfile.TemporaryFile()  # a file, not a pipe: stderr can never block
-            fd, self._progress = tempfile.mkstemp(prefix="blursynth-", suffix=".progress")
-            os.close(fd)
             self._proc = subprocess.Popen(
                 self._command(exe), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=self._log, bufsize=0,
@@ -580,21 +578,6 @@ class VideoReader:
             except OSError:
                 pass
             self._log = None
-        if self._progress is not None:
-            try:
-                os.unlink(self._progress)
-            except OSError:
-                pass
-            self._progress = None
-
-    def _decoded_seconds(self) -> float | None:
-        """End time of the last decoded frame, from ffmpeg's final progress report."""
-        try:
-            with open(self._progress, encoding="utf-8", errors="replace") as fh:
-                values = re.findall(r"^out_time_us=(\d+)\s*$", fh.read(), re.M)
-        except (OSError, TypeError):
-            return None
-        return int(values[-1]) / 1e6 if values else None
 
     def close(self) -> None:
         """Stop ffmpeg and release its pipes; safe to call more than once."""
@@ -691,7 +674,8 @@ class VideoReader:
             proc.kill()
             rc = proc.wait()
         log = _read_log(self._log) if self._log is not None else ""
-        seconds = self._decoded_seconds()
+        seconds = _decoded_seconds(log)
+        log = _PROGRESS_LINE.sub("", log)
         self._proc = None
         self._done = True
         self._close_log()
@@ -735,6 +719,15 @@ class VideoReader:
         elif errors:
             logger.warning("%s: ffmpeg reported decoding errors; some frames may be damaged "
                            "(%s)", self.path, detail)
+
+
+_PROGRESS_LINE = re.compile(r"^[a-z0-9_]+=.*$\n?", re.M)
+
+
+def _decoded_seconds(log: str) -> float | None:
+    """End time of the last decoded frame, from ffmpeg's final progress report in its log."""
+    values = re.findall(r"^out_time_us=(\d+)\s*$", log, re.M)
+    return int(values[-1]) / 1e6 if values else None
 
 
 def _looks_truncated(rc: int, partial_bytes: int, errors: bool, seconds: float | None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 import time
 from fractions import Fraction
 
@@ -261,6 +262,29 @@ def test_reader_close_stops_ffmpeg(clip20):
         next(reader2)
         proc2 = reader2._proc
     assert proc2.poll() is not None
+
+
+def test_killed_reader_leaves_no_temporary_file(clip20, tmp_path):
+    # A process killed mid-read (kill -9, a crashed worker) runs no cleanup: the reader must
+    # keep nothing under a name in the temporary folder.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = ("import os, sys; from blursynth.video import VideoReader; "
+            "r = VideoReader(sys.argv[1]); next(r); os.kill(os.getpid(), 9)")
+    proc = subprocess.run([sys.executable, "-c", code, str(clip20[0])],
+                          env={**os.environ, "TMPDIR": str(tmp)}, capture_output=True)
+    assert proc.returncode == -9
+    assert os.listdir(tmp) == []
+
+
+def test_reader_reads_the_decoded_time_from_ffmpeg(clip20, monkeypatch):
+    # The truncation rule compares the decoded time with the stream's duration.
+    seen = []
+    rule = video._looks_truncated
+    monkeypatch.setattr(video, "_looks_truncated", lambda *a: seen.append(a[3]) or rule(*a))
+    with VideoReader(clip20[0]) as reader:
+        assert len(list(reader)) == 20
+    assert seen == [pytest.approx(2.0)]  # 20 frames at 10 fps
 
 
 # -------------------------------------------------------------------------------- bad inputs
