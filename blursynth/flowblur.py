@@ -31,6 +31,7 @@ import numpy as np
 from blursynth_ext.dispatch import (analyse_pair, concurrent_kernels, encode_linear, prefilter,
                                     snap_flow, upsample2, warpsum)
 from blursynth_ext.interp import TAU
+from blursynth_ext.warpsum import SEGMENT
 
 from .crf import CRF, decode_u8, get_crf
 from .errors import ParameterError
@@ -84,6 +85,11 @@ class FlowBlurParams:
         that, up to full size, so the flow grid keeps 360 rows (:func:`flow_scale_of`).
     max_step : float
         Largest motion, in pixels, allowed between consecutive sub-frames.
+    local_subframes : bool
+        Apply `max_step` piece by piece: the pixels of each 128-pixel piece of a row, away
+        from motion boundaries, get only as many sub-frames as the fastest motion in that
+        piece needs (never more than the interval's count, which the fastest motion in the
+        frame sets). The same rule, where it is needed; static and slow regions cost less.
     min_subframes, max_subframes : int
         Bounds on the number of sub-frames per input frame interval.
     scale : float
@@ -126,6 +132,7 @@ class FlowBlurParams:
     flow_preset: str | None = None
     flow_scale: float | None = None
     max_step: float = 1.0
+    local_subframes: bool = True
     min_subframes: int = 1
     max_subframes: int = 64
     scale: float = 1.0
@@ -369,6 +376,34 @@ def subframes_per_interval(max_motion: float, max_step: float, lo: int, hi: int)
     return int(min(max(math.ceil(max_motion / max_step - 1e-9), lo), hi))
 
 
+def segment_motion(motion: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Fastest motion that the smooth pixels of each piece of each output row read.
+
+    Parameters
+    ----------
+    motion : numpy.ndarray
+        float32 (h, w): motion in output pixels per frame interval on the flow grid.
+    shape : tuple of int
+        Output ``(H, W)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (H, ceil(W / SEGMENT)): the largest ``motion`` of the grid nodes that the
+        pixels of each :data:`~blursynth_ext.warpsum.SEGMENT`-pixel piece of each row sample
+        bilinearly.
+    """
+    h, w = shape
+    gh, gw = motion.shape
+    # A pixel reads the node at or before it and the next one, in both directions: the 3x3
+    # maximum at the node before it covers all four.
+    grown = cv2.dilate(motion, np.ones((3, 3), np.uint8))
+    before = lambda n, size, g: np.clip(  # noqa: E731
+        np.floor((n + 0.5) * (g / size) - 0.5).astype(np.int64), 0, g - 1)
+    pieces = np.maximum.reduceat(grown, before(np.arange(0, w, SEGMENT), w, gw), axis=1)
+    return pieces[before(np.arange(h), h, gh)]
+
+
 def interval_samples(windows: Iterable[tuple[int, Window]], i: int, n: int, subframes: int = 0):
     """Sample times in interval ``[i, i + 1]`` for every window that overlaps it.
 
@@ -500,7 +535,8 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
     hard : numpy.ndarray
         uint8 (h, w): 1 within half a motion length of a flow discontinuity or occlusion.
     stats : dict
-        ``bad`` (uint8 (h, w): where the hard test fires, before growing), ``flow_max``
+        ``bad`` (uint8 (h, w): where the hard test fires, before growing), ``motion`` (float32
+        (h, w): ``max(|F_ab|, |F_ba|)``, infinite where a side is not seen), ``flow_max``
         (99.9th percentile of the motion of textured points seen in both frames, px),
         ``flow_mean``, ``occluded`` (fraction of points not seen in both frames), ``hard``
         (fraction of the hard mask) and ``cut_score`` (fraction of pixels whose
@@ -526,6 +562,7 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
     hard = cv2.dilate(bad, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
     stats = {
         "bad": bad,
+        "motion": np.where(mag >= 0, mag, np.float32(np.inf)),
         "flow_max": flow_max,
         "flow_mean": float(seen.mean()) if seen.size else 0.0,
         "occluded": float(np.mean(mag < 0)),
@@ -650,16 +687,18 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
             fst = pair.stats
             n = subframes_per_interval(fst["flow_max"], p.max_step, p.min_subframes, p.max_subframes)
             active = [(w, st) for w, st in open_windows if w.t0 < i and w.t1 > i - 1]
-            times, weights, targets = interval_samples(
-                [(w.index % ring_len, w) for w, _ in active], i - 1, n, subframes)
+            slots = [(w.index % ring_len, w) for w, _ in active]
+            times, weights, targets = interval_samples(slots, i - 1, n, subframes)
             # Sub-frames in a call of their own: the iterated path warm-starts from the previous
             # sample, so mixing them in would change the exposures by a hair.
             is_sub = targets % nslot != 0
-            for sel in (~is_sub, is_sub):
+            smooth = (_local_sets(fst["motion"], cur.u8.shape[:2], n, p, slots, i - 1, nslot)
+                      if p.local_subframes else None)
+            for sel, sets in ((~is_sub, smooth), (is_sub, None)):
                 if sel.any():
                     warpsum(prev.coef, cur.coef, pair.fab, pair.fba, times[sel], weights[sel],
-                            targets[sel], ring, hard=pair.hard, iters=p.iters, tau=p.tau,
-                            **sampling)
+                            targets[sel], ring, hard=pair.hard, smooth=sets, iters=p.iters,
+                            tau=p.tau, **sampling)
             for w, st in active:
                 st["subframes"] += int(np.sum(targets == (w.index % ring_len) * nslot))
                 st["flow_max"] = max(st["flow_max"], fst["flow_max"])
@@ -678,6 +717,23 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
                 del sharp_buf[k]
                 flow_buf.pop(k, None)
             prev = cur
+
+
+def _local_sets(motion: np.ndarray, shape: tuple[int, int], n: int, p: FlowBlurParams,
+                slots: list, i: int, nslot: int):
+    """``smooth`` of :func:`blursynth_ext.dispatch.warpsum` for interval ``[i, i + 1]``: each
+    row piece gets the sub-frames its own fastest motion needs, or ``n`` where that saves less
+    than a quarter (each run of pieces costs a pass of its own); None where all take ``n``."""
+    need = np.clip(np.ceil(segment_motion(motion, shape) / p.max_step - 1e-9),
+                   p.min_subframes, n).astype(np.int64)
+    counts, levels = np.unique(np.where(4 * need > 3 * n, n, need), return_inverse=True)
+    if counts[0] == n:
+        return None
+    sets = []
+    for c in counts:
+        t, wt, tg = interval_samples(slots, i, int(c))
+        sets.append((t, wt, tg * nslot))  # the exposure slots, as interval_samples numbers them
+    return levels.reshape(need.shape).astype(np.int32), sets
 
 
 class _Pair:

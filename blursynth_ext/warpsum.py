@@ -22,6 +22,11 @@ Per pixel and sample (Notes give the maths):
    ``g(r) = 1 / (1 + (r / tau)^4)`` and ``eps = 0.02``.
 5. ``acc[target] += weight * c``.
 
+Where the flow is smooth (the "hard" mask is 0) each sample comes from the nearer frame by the
+second-order closed form, and each 128-pixel piece of a row may use a sample set of its own
+(``smooth``): slow regions need fewer samples than the fastest motion in the frame. Near motion
+boundaries the iterated path always uses the full set.
+
 Frames are sampled bilinearly: shifted-linear coefficients (``shift``), or the frames upsampled
 2x (``up``); or with Keys' cubic convolution (``cubic``).
 
@@ -41,10 +46,14 @@ import numba
 import numpy as np
 from numba import float32 as f4, int32 as i4, prange
 
-__all__ = ["warpsum_reference", "warpsum_cpu", "device_pixel", "EPS"]
+__all__ = ["warpsum_reference", "warpsum_cpu", "device_pixel", "EPS", "SEGMENT"]
 
 EPS = 0.02  # relative weight of a candidate that only its own frame sees
 EPS32 = np.float32(EPS)
+
+#: Width, in output pixels, of the row pieces whose smooth pixels may each use a sample set of
+#: their own (``smooth`` of :func:`warpsum_reference`).
+SEGMENT = 128
 
 
 # The per-pixel functions are plain Python, compiled twice: for the CPU below (module-level
@@ -165,8 +174,8 @@ def _fixed_point(f, xf, yf, u, v, q, d, iters, sx, sy):
     return zx, zy, u, v, q, r
 
 
-def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, iters,
-          inv_tau2, shift, cubic, up):
+def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltimes, lweights,
+           ltargets, lcount, acc, y, x, iters, inv_tau2, shift, cubic, up):
     xf = f4(x)
     yf = f4(y)
     ua, va, qa = flow_at(fab, xf, yf, sx, sy)
@@ -177,8 +186,9 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, i
         # z = x - s F + s^2 J F, and a plain cross-fade.
         ca, da = curv_at(fab, xf, yf, sx, sy)
         cb, db = curv_at(fba, xf, yf, sx, sy)
-        for k in range(times.shape[0]):
-            s = times[k]
+        lev = levels[y, x // SEGMENT]  # the sample set of this piece of the row
+        for k in range(lcount[lev]):
+            s = ltimes[lev, k]
             t = f4(1.0) - s
             # Each sub-frame from the nearer frame: half the work and half the warp.
             if s < f4(0.5):
@@ -187,8 +197,8 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, y, x, i
             else:
                 r, g, b = sample(ib, xf - t * ub + t * t * cb, yf - t * vb + t * t * db,
                                  shift, cubic, up)
-            c = weights[k]
-            j = targets[k]
+            c = lweights[lev, k]
+            j = ltargets[lev, k]
             acc[j, y, x, 0] += c * r
             acc[j, y, x, 1] += c * g
             acc[j, y, x, 2] += c * b
@@ -273,13 +283,13 @@ def _keys_row(t, out):
 keys_row = _inline(_keys_row)
 
 
-def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters, inv_tau2,
-           shift, cubic, up):
+def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltimes, lweights,
+            ltargets, lcount, acc, iters, inv_tau2, shift, cubic, up):
     h = acc.shape[1]  # the output; the frames are (up (h - 1) + 1, up (w - 1) + 1)
     w = acc.shape[2]
     ih = ia.shape[0]
     iw = ia.shape[1]
-    n = times.shape[0]
+    nseg = levels.shape[1]
     tiny = h < 2 or w < 2  # the smooth path's cells need two pixels each way
     sh = f4(0.0) if cubic else shift  # cubic samples the frames themselves
     upf = f4(up)
@@ -305,71 +315,93 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc, iters,
             any_hard |= is_hard[x] != 0
         flow_row(fab, yf, sx, sy, tmp, ra)
         flow_row(fba, yf, sx, sy, tmp, rb)
-        for k in range(0 if tiny else n):
-            s = times[k]
-            wk = weights[k]
-            row = acc[targets[k], y]
-            if s < f4(0.5):
-                im, fr, m = ia, ra, s
-            else:
-                im, fr, m = ib, rb, f4(1.0) - s
-            u, v, c, d = fr[0], fr[1], fr[2], fr[3]
-            mm = m * m
-            for x in range(w):
-                # The cell (x0, x0 + 1) x (y0, y0 + 1) of the frame, fractions in [0, 1]: at
-                # the last column the position is iw - 1 = (iw - 2) + 1, the same value as
-                # image_at's clamp.
-                px = min(max(upf * (f4(x) - m * u[x] + mm * c[x]) - sh, f4(0.0)), f4(iw - 1))
-                py = min(max(upf * (yf - m * v[x] + mm * d[x]) - sh, f4(0.0)), f4(ih - 1))
-                x0 = min(i4(px), iw - 2)
-                y0 = min(i4(py), ih - 2)
-                xi[x] = x0
-                yi[x] = y0
-                ax[x] = px - f4(x0)
-                ay[x] = py - f4(y0)
-            if cubic:
-                # Keys weights (vectorised), then the 4x4 gathers; cells as above, so at the
-                # last column the fraction is 1 and the weights pick column w - 1 again.
-                keys_row(ax, kx)
-                keys_row(ay, ky)
-                for x in range(w):
-                    if is_hard[x]:
-                        continue
-                    x1 = xi[x]
-                    y1 = yi[x]
-                    x0 = max(x1 - 1, 0)
-                    x3 = min(x1 + 2, iw - 1)
-                    y0 = max(y1 - 1, 0)
-                    y3 = min(y1 + 2, ih - 1)
-                    a0, a1, a2, a3 = kx[0, x], kx[1, x], kx[2, x], kx[3, x]
-                    for ch in range(3):
-                        row[x, ch] += wk * (
-                            ky[0, x] * cubic4(im, y0, x0, x1, x1 + 1, x3, a0, a1, a2, a3, ch)
-                            + ky[1, x] * cubic4(im, y1, x0, x1, x1 + 1, x3, a0, a1, a2, a3, ch)
-                            + ky[2, x] * cubic4(im, y1 + 1, x0, x1, x1 + 1, x3, a0, a1, a2, a3,
-                                                ch)
-                            + ky[3, x] * cubic4(im, y3, x0, x1, x1 + 1, x3, a0, a1, a2, a3, ch))
-                continue
-            for x in range(w):
-                if is_hard[x]:
+        # Run by run of pieces that share a sample set (most rows are one run), sample by
+        # sample.
+        j1 = nseg if tiny else 0
+        while j1 < nseg:
+            j0 = j1
+            lev = levels[y, j0]
+            while j1 < nseg and levels[y, j1] == lev:
+                j1 += 1
+            x_lo = j0 * SEGMENT
+            x_hi = min(j1 * SEGMENT, w)
+            for k in range(lcount[lev]):
+                s = ltimes[lev, k]
+                wk = lweights[lev, k]
+                row = acc[ltargets[lev, k], y]
+                if s < f4(0.5):
+                    im, fr, m = ia, ra, s
+                else:
+                    im, fr, m = ib, rb, f4(1.0) - s
+                # Views from x_lo, so that the loops start at 0: from x_lo LLVM does not
+                # vectorise the first and vectorises the gathers with AVX-512 gathers, 2x
+                # slower than scalar loads.
+                u, v, c, d = fr[0, x_lo:], fr[1, x_lo:], fr[2, x_lo:], fr[3, x_lo:]
+                xs, ys, axs, ays = xi[x_lo:], yi[x_lo:], ax[x_lo:], ay[x_lo:]
+                mm = m * m
+                for i in range(x_hi - x_lo):
+                    # The cell (x0, x0 + 1) x (y0, y0 + 1) of the frame, fractions in [0, 1]:
+                    # at the last column the position is iw - 1 = (iw - 2) + 1, the same value
+                    # as image_at's clamp.
+                    px = min(max(upf * (f4(x_lo + i) - m * u[i] + mm * c[i]) - sh, f4(0.0)),
+                             f4(iw - 1))
+                    py = min(max(upf * (yf - m * v[i] + mm * d[i]) - sh, f4(0.0)),
+                             f4(ih - 1))
+                    x0 = min(i4(px), iw - 2)
+                    y0 = min(i4(py), ih - 2)
+                    xs[i] = x0
+                    ys[i] = y0
+                    axs[i] = px - f4(x0)
+                    ays[i] = py - f4(y0)
+                sk, rs = is_hard[x_lo:], row[x_lo:]
+                if cubic:
+                    # Keys weights (vectorised), then the 4x4 gathers; cells as above, so at
+                    # the last column the fraction is 1 and the weights pick column w - 1.
+                    kxs, kys = kx[:, x_lo:x_hi], ky[:, x_lo:x_hi]
+                    keys_row(axs[:x_hi - x_lo], kxs)
+                    keys_row(ays[:x_hi - x_lo], kys)
+                    for i in range(x_hi - x_lo):
+                        if sk[i]:
+                            continue
+                        x1 = xs[i]
+                        y1 = ys[i]
+                        x0 = max(x1 - 1, 0)
+                        x3 = min(x1 + 2, iw - 1)
+                        y0 = max(y1 - 1, 0)
+                        y3 = min(y1 + 2, ih - 1)
+                        a0, a1, a2, a3 = kxs[0, i], kxs[1, i], kxs[2, i], kxs[3, i]
+                        for ch in range(3):
+                            rs[i, ch] += wk * (
+                                kys[0, i] * cubic4(im, y0, x0, x1, x1 + 1, x3, a0, a1, a2, a3,
+                                                   ch)
+                                + kys[1, i] * cubic4(im, y1, x0, x1, x1 + 1, x3, a0, a1, a2, a3,
+                                                     ch)
+                                + kys[2, i] * cubic4(im, y1 + 1, x0, x1, x1 + 1, x3, a0, a1, a2,
+                                                     a3, ch)
+                                + kys[3, i] * cubic4(im, y3, x0, x1, x1 + 1, x3, a0, a1, a2, a3,
+                                                     ch))
                     continue
-                x0 = xi[x]
-                y0 = yi[x]
-                a = ax[x]
-                b = ay[x]
-                p00 = im[y0, x0]
-                p01 = im[y0, x0 + 1]
-                p10 = im[y0 + 1, x0]
-                p11 = im[y0 + 1, x0 + 1]
-                for ch in range(3):
-                    top = p00[ch] + a * (p01[ch] - p00[ch])
-                    bot = p10[ch] + a * (p11[ch] - p10[ch])
-                    row[x, ch] += wk * (top + b * (bot - top))
+                for i in range(x_hi - x_lo):
+                    if sk[i]:
+                        continue
+                    x0 = xs[i]
+                    y0 = ys[i]
+                    a = axs[i]
+                    b = ays[i]
+                    p00 = im[y0, x0]
+                    p01 = im[y0, x0 + 1]
+                    p10 = im[y0 + 1, x0]
+                    p11 = im[y0 + 1, x0 + 1]
+                    for ch in range(3):
+                        top = p00[ch] + a * (p01[ch] - p00[ch])
+                        bot = p10[ch] + a * (p11[ch] - p10[ch])
+                        rs[i, ch] += wk * (top + b * (bot - top))
         if any_hard:
             for x in range(w):
                 if is_hard[x]:
-                    pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, acc,
-                          y, x, iters, inv_tau2, shift, cubic, up)
+                    pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels,
+                          ltimes, lweights, ltargets, lcount, acc, y, x, iters, inv_tau2, shift,
+                          cubic, up)
 
 
 _cpu_kernel = numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)(_kernel)
@@ -387,23 +419,33 @@ def device_pixel(jit_device):
     return g["pixel"]
 
 
-def _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic=False, up=1):
+def _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic=False, up=1,
+           smooth=None):
     if ia.shape != ib.shape or ia.ndim != 3 or ia.shape[2] != 3:
         raise ValueError(f"frames: expected two (H, W, 3) arrays, got {ia.shape} and {ib.shape}")
     if fab.shape != fba.shape or fab.ndim != 3 or fab.shape[2] not in (2, 3, 5):
         raise ValueError(f"flows: expected two (h, w, 2|3|5) arrays, got {fab.shape} and {fba.shape}")
     if hard is not None and hard.shape != fab.shape[:2]:
         raise ValueError(f"hard: expected shape {fab.shape[:2]}, got {hard.shape}")
-    if not (len(times) == len(weights) == len(targets)):
-        raise ValueError("times, weights and targets must have the same length")
+    sets = [(times, weights, targets)] + ([] if smooth is None else list(smooth[1]))
+    for t, wt, tg in sets:
+        if not (len(t) == len(wt) == len(tg)):
+            raise ValueError("times, weights and targets must have the same length")
+        if len(tg) and (np.min(tg) < 0 or np.max(tg) >= acc.shape[0]):
+            raise ValueError("targets: index outside acc")
     if up not in (1, 2) or (cubic and up != 1):
         raise ValueError(f"up: expected 1 or 2 (1 with cubic), got {up}")
     if acc.ndim != 4 or acc.shape[3] != 3 or tuple(up * (n - 1) + 1 for n in acc.shape[1:3]) \
             != ia.shape[:2]:
         raise ValueError(f"acc: expected (n, H, W, 3) with frames of (up (H - 1) + 1, "
                          f"up (W - 1) + 1), got {acc.shape} and frames {ia.shape}, up = {up}")
-    if len(targets) and (np.min(targets) < 0 or np.max(targets) >= acc.shape[0]):
-        raise ValueError("targets: index outside acc")
+    if smooth is not None:
+        levels = np.asarray(smooth[0])
+        want = (acc.shape[1], -(-acc.shape[2] // SEGMENT))
+        if levels.shape != want:
+            raise ValueError(f"smooth levels: expected shape {want}, got {levels.shape}")
+        if levels.size and (levels.min() < 0 or levels.max() >= len(smooth[1])):
+            raise ValueError(f"smooth levels: expected indices of the {len(smooth[1])} sets")
 
 
 def _flow5(f: np.ndarray) -> np.ndarray:
@@ -417,28 +459,49 @@ def _flow5(f: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(f)
 
 
-def _prepare(ia, ib, fab, fba, times, weights, targets, hard):
+def _in_time_order(times, weights, targets):
     order = np.argsort(np.asarray(times, np.float64), kind="stable")
+    return (np.ascontiguousarray(np.asarray(times)[order], np.float32),
+            np.ascontiguousarray(np.asarray(weights)[order], np.float32),
+            np.ascontiguousarray(np.asarray(targets)[order], np.int64))
+
+
+def _prepare(ia, ib, fab, fba, times, weights, targets, hard, smooth, shape):
+    """The kernels' arguments: contiguous float32 frames, 5-channel flows, samples in time
+    order, the hard mask (all 1 if None), and the smooth path's sets as padded tables
+    (levels, times, weights, targets, counts)."""
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     hard = (np.ones(fab.shape[:2], np.uint8) if hard is None
             else np.ascontiguousarray(hard, dtype=np.uint8))
-    return (f32(ia), f32(ib), _flow5(fab), _flow5(fba), f32(np.asarray(times)[order]),
-            f32(np.asarray(weights)[order]),
-            np.ascontiguousarray(np.asarray(targets)[order], np.int64), hard)
+    main = _in_time_order(times, weights, targets)
+    if smooth is None:
+        levels = np.zeros((shape[0], -(-shape[1] // SEGMENT)), np.int32)
+        sets = [main]
+    else:
+        levels = np.ascontiguousarray(smooth[0], np.int32)
+        sets = [_in_time_order(*st) for st in smooth[1]]
+    m = max(1, max(len(st[0]) for st in sets))
+    tables = (np.zeros((len(sets), m), np.float32), np.zeros((len(sets), m), np.float32),
+              np.zeros((len(sets), m), np.int64))
+    for i, st in enumerate(sets):
+        for table, values in zip(tables, st):
+            table[i, :len(values)] = values
+    counts = np.array([len(st[0]) for st in sets], np.int32)
+    return (f32(ia), f32(ib), _flow5(fab), _flow5(fba), *main, hard, levels, *tables, counts)
 
 
-def warpsum_cpu(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, iters: int = 2,
-                tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
+def warpsum_cpu(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, smooth=None,
+                iters: int = 2, tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
                 up: int = 1) -> np.ndarray:
     """numba CPU version of :func:`warpsum_reference` (same parameters); updates ``acc`` in place."""
-    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up)
-    ia, ib, fab, fba, times, weights, targets, hard = _prepare(ia, ib, fab, fba, times, weights,
-                                                               targets, hard)
+    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up, smooth)
+    ia, ib, fab, fba, times, weights, targets, hard, levels, lt, lw, lg, lc = _prepare(
+        ia, ib, fab, fba, times, weights, targets, hard, smooth, acc.shape[1:3])
     sx = fab.shape[1] / acc.shape[2]
     sy = fab.shape[0] / acc.shape[1]
     _cpu_kernel(ia, ib, fab, fba, hard, np.float32(sx), np.float32(sy), times, weights,
-                targets, acc, iters, np.float32(1.0 / (tau * tau)), np.float32(shift),
-                bool(cubic), int(up))
+                targets, levels, lt, lw, lg, lc, acc, iters, np.float32(1.0 / (tau * tau)),
+                np.float32(shift), bool(cubic), int(up))
     return acc
 
 
@@ -481,7 +544,7 @@ def _np_sample_cubic(im, x, y):
 
 
 def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None,
-                      iters: int = 2, tau: float = 0.5, shift: float = 0.0,
+                      smooth=None, iters: int = 2, tau: float = 0.5, shift: float = 0.0,
                       cubic: bool = False, up: int = 1) -> np.ndarray:
     """Accumulate flow-warped, occlusion-weighted sub-frames of the pair (a, b) into ``acc``.
 
@@ -510,6 +573,12 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         point is iterated with occlusion weights; 0 where the flow is smooth and seen by both
         frames, where the second-order closed form and the nearer frame are used. Default:
         iterate everywhere.
+    smooth : tuple (levels, sets), optional
+        Sample sets for the smooth path, where slower motion needs fewer samples: ``sets``, a
+        list of (times, weights, targets) like the three above; ``levels``, int (H, ceil(W /
+        SEGMENT)): the set that the smooth pixels of each :data:`SEGMENT`-pixel piece of each
+        row use. The iterated path always uses `times`, `weights` and `targets`. Default: they
+        serve the smooth path too.
     iters : int
         Fixed-point iterations per sample.
     tau : float
@@ -553,9 +622,9 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     evaluation methodology for optical flow", IJCV 92(1), 2011 (occlusion reasoning of their
     frame interpolation, sec. 3.4).
     """
-    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up)
-    ia, ib, fab, fba, times, weights, targets, hard = _prepare(ia, ib, fab, fba, times, weights,
-                                                               targets, hard)
+    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up, smooth)
+    ia, ib, fab, fba, times, weights, targets, hard, levels, lt, lw, lg, lc = _prepare(
+        ia, ib, fab, fba, times, weights, targets, hard, smooth, acc.shape[1:3])
     h, w = acc.shape[1:3]
     sx = fab.shape[1] / w
     sy = fab.shape[0] / h
@@ -590,19 +659,26 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     is_hard = (hard[gy, gx] != 0)[..., None]
     f0a = flow_at(fab, xx, yy)
     f0b = flow_at(fba, xx, yy)
+    # Smooth path: second-order closed form, from the nearer frame, with each piece's set.
+    level = np.repeat(levels, SEGMENT, axis=1)[:, :w]
+    for lev in range(len(lc)):
+        mask = ((level == lev)[..., None] & ~is_hard).astype(np.float32)
+        for k in range(lc[lev]):
+            s, m = float(lt[lev, k]), lw[lev, k] * mask
+            t = 1.0 - s
+            if s < 0.5:
+                smooth = sample(ia, xx - s * f0a[..., 0] + s * s * f0a[..., 3],
+                                yy - s * f0a[..., 1] + s * s * f0a[..., 4])
+            else:
+                smooth = sample(ib, xx - t * f0b[..., 0] + t * t * f0b[..., 3],
+                                yy - t * f0b[..., 1] + t * t * f0b[..., 4])
+            acc[lg[lev, k]] += (m * smooth).astype(np.float32)
+    # Hard path: fixed-point iteration with occlusion weights.
     fa, fb = f0a, f0b
     inv_tau2 = 1.0 / (tau * tau)
     for k in range(len(times)):
         s = float(times[k])
         t = 1.0 - s
-        # Smooth path: second-order closed form, from the nearer frame.
-        sa = np.stack([xx - s * f0a[..., 0] + s * s * f0a[..., 3],
-                       yy - s * f0a[..., 1] + s * s * f0a[..., 4]], -1)
-        sb = np.stack([xx - t * f0b[..., 0] + t * t * f0b[..., 3],
-                       yy - t * f0b[..., 1] + t * t * f0b[..., 4]], -1)
-        smooth = (sample(ia, sa[..., 0], sa[..., 1]) if s < 0.5
-                  else sample(ib, sb[..., 0], sb[..., 1]))
-        # Hard path: fixed-point iteration with occlusion weights.
         za, fa, ra = fixed_point(fab, fa, s)
         zb, fb, rb = fixed_point(fba, fb, t)
         wa = t * (EPS + (1 - EPS) * fa[..., 2]) / (1.0 + (ra * inv_tau2) ** 2)
@@ -614,5 +690,5 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         ws = np.where(low, 1.0, ws)
         c = (wa[..., None] * sample(ia, za[..., 0], za[..., 1])
              + wb[..., None] * sample(ib, zb[..., 0], zb[..., 1])) / ws[..., None]
-        acc[targets[k]] += (weights[k] * np.where(is_hard, c, smooth)).astype(np.float32)
+        acc[targets[k]] += (weights[k] * np.where(is_hard, c, 0.0)).astype(np.float32)
     return acc

@@ -7,8 +7,9 @@ from blursynth.crf import decode_u8, encode_u8, get_crf
 from blursynth.errors import ParameterError
 from blursynth.flowblur import (FlowBlurParams, _Buffers, _prepare, exposure_windows, flow_scale_of,
                                 flowblur_array, flowblur_frames, interp_of, interval_samples,
-                                subframes_per_interval)
+                                segment_motion, subframes_per_interval)
 from blursynth.scenes import make_scene
+from blursynth_ext.warpsum import SEGMENT
 
 SRGB = get_crf("srgb")
 
@@ -407,3 +408,56 @@ def test_reading_ahead_in_a_thread_changes_no_byte(monkeypatch):
     monkeypatch.setattr(fb, "concurrent_kernels", lambda: False)
     inline, _, _ = flowblur_array(frames)
     assert np.array_equal(ahead, inline)
+
+
+# -- sub-frames piece by piece ------------------------------------------------------------------
+
+@pytest.mark.parametrize("grid", [(10, 150), (20, 300), (7, 111)])
+def test_segment_motion_covers_every_node_a_piece_reads(grid):
+    # Against brute force: every output pixel reads the nodes at and after its bilinear
+    # position, (x + 0.5) g / W - 0.5 clamped to the grid, along both axes.
+    h, w = 20, 2 * SEGMENT + 44
+    motion = np.random.default_rng(1).exponential(2.0, grid).astype(np.float32)
+    got = segment_motion(motion, (h, w))
+    gh, gw = grid
+    node = lambda n, size, g: np.clip(np.floor((n + 0.5) * g / size - 0.5), 0, g - 1)  # noqa: E731
+    ys, xs = node(np.arange(h), h, gh).astype(int), node(np.arange(w), w, gw).astype(int)
+    read = np.maximum.reduce([motion[np.minimum(ys + dy, gh - 1)][:, np.minimum(xs + dx, gw - 1)]
+                              for dy in (0, 1) for dx in (0, 1)])
+    want = np.stack([read[:, j:j + SEGMENT].max(1) for j in range(0, w, SEGMENT)], 1)
+    assert got.shape == (h, 3)
+    assert (got >= want).all()  # never fewer sub-frames than a pixel's motion needs
+    # ... and no more than the nodes one further out give.
+    grown = np.maximum.reduce([motion[np.clip(ys + dy, 0, gh - 1)][:, np.clip(xs + dx, 0, gw - 1)]
+                               for dy in (-1, 0, 1) for dx in (-1, 0, 1, 2)])
+    assert (got <= np.stack([grown[:, j:j + SEGMENT].max(1) for j in range(0, w, SEGMENT)], 1)).all()
+
+
+def test_static_pieces_take_one_subframe_and_moving_ones_the_full_count(monkeypatch):
+    # A photo band moving 6 px/frame along the right quarter, the rest static: the pieces far
+    # from it need one sub-frame and come out as the sharp frame; the band's piece takes the
+    # full count, so its pixels are exactly what one count for the whole frame gives.
+    import blursynth.flowblur as fb
+    from skimage import data
+
+    h, w, v = 64, 4 * SEGMENT, 6
+    still = np.ascontiguousarray(data.astronaut()[100:100 + h, :w])
+    strip = data.coffee()[100:100 + h]
+    frames = np.stack([np.concatenate([still[:, :3 * SEGMENT],
+                                       strip[:, 200 - v * t:200 - v * t + SEGMENT]], 1)
+                       for t in range(5)])
+    calls = []
+    real = fb.warpsum
+    monkeypatch.setattr(fb, "warpsum", lambda *a, **k: calls.append((len(a[4]), k["smooth"]))
+                        or real(*a, **k))
+    blurry, sharp, _ = flowblur_array(frames, FlowBlurParams())
+    assert len(calls) == 4  # one per interval
+    for n, (levels, sets) in calls:
+        counts = np.array([len(t) for t, _, _ in sets])[levels]
+        # One sample per exposure window in this interval (one or two), against n >= 4.
+        assert n >= 4 and (counts[:, :2] <= 2).all() and (counts[:, 3] == n).all()
+    monkeypatch.setattr(fb, "warpsum", real)
+    whole, _, _ = flowblur_array(frames, FlowBlurParams(local_subframes=False))
+    np.testing.assert_array_equal(blurry[:, :, 3 * SEGMENT:], whole[:, :, 3 * SEGMENT:])
+    assert psnr(blurry[:, :, :2 * SEGMENT], sharp[:, :, :2 * SEGMENT]) > 55
+    assert psnr(blurry[:, :, 3 * SEGMENT:], sharp[:, :, 3 * SEGMENT:]) < 35  # it is blurred

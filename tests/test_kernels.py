@@ -13,7 +13,7 @@ from blursynth_ext.dispatch import prefilter, upsample2
 from blursynth_ext.encode import encode_cpu, encode_reference, threshold_table
 from blursynth_ext.interp import (TAU, prefilter_cpu, prefilter_reference, sample_reference,
                                   upsample2_cpu, upsample2_reference)
-from blursynth_ext.warpsum import warpsum_cpu, warpsum_reference
+from blursynth_ext.warpsum import SEGMENT, warpsum_cpu, warpsum_reference
 
 
 def photo(h=48, w=64):
@@ -248,6 +248,66 @@ def test_cpu_kernel_matches_reference(hard_fraction, cubic, up):
     assert np.abs(ref).max() > 0.1  # something was accumulated
 
 
+@pytest.mark.parametrize("cubic,up", [(False, 1), (True, 1), (False, 2)])
+def test_cpu_kernel_matches_reference_with_sets_per_piece(cubic, up):
+    rng = np.random.default_rng(7)
+    H, W, h, w = 9, 2 * SEGMENT + 30, 5, 100
+    ia = rng.random((up * (H - 1) + 1, up * (W - 1) + 1, 3)).astype(np.float32)
+    ib = rng.random(ia.shape).astype(np.float32)
+    fab, fba = (np.dstack([rng.normal(0, 2, (h, w, 2)), rng.random((h, w, 1)),
+                           rng.normal(0, 0.2, (h, w, 2))]).astype(np.float32) for _ in "ab")
+    hard = (rng.random((h, w)) < 0.3).astype(np.uint8)
+    sets = [([0.3, 0.8], [0.5, 0.5], [0, 1]), ([0.6], [1.0], [1]), ([0.1, 0.2, 0.9], [0.3] * 3,
+                                                                    [0, 0, 1])]
+    levels = rng.integers(0, 3, (H, 3))
+    args = (ia, ib, fab, fba, [0.9, 0.05, 0.5], [0.2, 0.1, 0.3], [0, 1, 1])
+    kw = dict(n=2, hard=hard, smooth=(levels, sets), shift=TAU if up == 1 else 0.0, cubic=cubic,
+              up=up, size=(H, W))
+    ref = _run(warpsum_reference, *args, **kw)
+    assert np.abs(ref - _run(warpsum_cpu, *args, **kw)).max() < 5e-5
+    assert np.abs(ref - _run(warpsum_reference, *args, **{**kw, "smooth": None})).max() > 0.05
+
+
+@pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
+def test_each_row_piece_uses_its_own_sample_set(fn):
+    # A photo moving (4, 2) px per frame, 2.5 pieces wide: b(x) = img(x), a(x) = img(x + (4, 2)).
+    # Smooth pixels take their piece's set: one sample at s = 0.25 (a at x - (1, 0.5)), or two
+    # at s = 0.25 and 0.75 (and b at x + (1, 0.5)). Hard pixels take the main set whatever
+    # their piece: s = 0.5, where a at x - (2, 1) and b at x + (2, 1) agree.
+    h, w = 12, 2 * SEGMENT + SEGMENT // 2
+    img = photo(h + 8, w + 8)
+    ia, ib = np.ascontiguousarray(img[2:h + 2, 4:w + 4]), np.ascontiguousarray(img[:h, :w])
+    one = 0.5 * (img[1:h + 1, 3:w + 3] + img[2:h + 2, 3:w + 3])
+    two = 0.5 * one + 0.25 * (img[0:h, 1:w + 1] + img[1:h + 1, 1:w + 1])
+    main = img[1:h + 1, 2:w + 2]
+    levels = np.zeros((h, 3), np.int64)
+    levels[:, 1] = 1
+    levels[4:, 2] = 1
+    sets = [([0.25], [1.0], [0]), ([0.75, 0.25], [0.5, 0.5], [0, 0])]
+    hard = np.zeros((h, w), np.uint8)
+    hard[:, 20:30] = 1
+    got = _run(fn, ia, ib, const_flow(h, w, 4.0, 2.0), const_flow(h, w, -4.0, -2.0), [0.5],
+               [1.0], [0], hard=hard, smooth=(levels, sets))[0]
+    want = np.where(np.repeat(levels, SEGMENT, 1)[:, :w, None] == 0, one, two)
+    want[:, 20:30] = main[:, 20:30]
+    assert np.abs(got - want)[2:h - 2, 4:w - 4].max() < 1e-5
+    # The sets really differ there (the test could tell one from another).
+    assert min(np.abs(one - two).max(), np.abs(one - main).max()) > 0.05
+
+
+def test_smooth_sets_are_checked():
+    ia = np.zeros((4, 2 * SEGMENT + 1, 3), np.float32)
+    f = const_flow(4, 2 * SEGMENT + 1, 1.0, 0.0)
+    sets = [([0.5], [1.0], [0])]
+    with pytest.raises(ValueError, match="levels: expected shape"):
+        _run(warpsum_cpu, ia, ia, f, f, [0.5], [1.0], [0], smooth=(np.zeros((4, 2)), sets))
+    with pytest.raises(ValueError, match="indices of the 1 sets"):
+        _run(warpsum_cpu, ia, ia, f, f, [0.5], [1.0], [0], smooth=(np.ones((4, 3)), sets))
+    with pytest.raises(ValueError, match="targets: index outside acc"):
+        _run(warpsum_cpu, ia, ia, f, f, [0.5], [1.0], [0],
+             smooth=(np.zeros((4, 3)), [([0.5], [1.0], [1])]))
+
+
 def test_revealed_background_comes_from_the_frame_that_sees_it():
     # 1-D scene: static background, a bright bar moving right by 8 px. Behind the bar (left of
     # it at s = 0.5) the background is revealed: frame a has the bar there, frame b the
@@ -307,7 +367,7 @@ def test_a_moving_edge_on_a_half_size_flow_grid_blurs_into_the_exact_integral(fn
 def test_cuda_kernel_matches_reference_in_simulator():
     code = textwrap.dedent("""
         import numpy as np
-        from blursynth_ext.warpsum import warpsum_reference
+        from blursynth_ext.warpsum import SEGMENT, warpsum_reference
         from blursynth_ext.warpsum_cuda import warpsum_cuda
         rng = np.random.default_rng(5)
         H, W, h, w = 6, 7, 3, 4
@@ -326,6 +386,17 @@ def test_cuda_kernel_matches_reference_in_simulator():
             warpsum_reference(fa, fb, fab, fba, t, wt, tg, a, **kw)
             warpsum_cuda(fa, fb, fab, fba, t, wt, tg, b, **kw)
             diff, mag = max(diff, float(np.abs(a - b).max())), max(mag, float(np.abs(a).max()))
+        # A set per row piece: two rows of two pieces.
+        W2 = SEGMENT + 4
+        fa = rng.random((2, W2, 3)).astype(np.float32); fb = rng.random((2, W2, 3)).astype(np.float32)
+        a = np.zeros((2, 2, W2, 3), np.float32); b = a.copy()
+        kw = dict(hard=(rng.random((1, 9)) < .3).astype(np.uint8),
+                  smooth=(np.array([[0, 1], [1, 0]]), [(t[:1], wt[:1], tg[:1]), (t, wt, tg)]))
+        h, w = 1, 9
+        fab, fba = mk(), mk()
+        warpsum_reference(fa, fb, fab, fba, t, wt, tg, a, **kw)
+        warpsum_cuda(fa, fb, fab, fba, t, wt, tg, b, **kw)
+        diff, mag = max(diff, float(np.abs(a - b).max())), max(mag, float(np.abs(a).max()))
         print(diff, mag)
     """)
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
