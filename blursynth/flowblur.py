@@ -89,7 +89,8 @@ class FlowBlurParams:
         Apply `max_step` piece by piece: the pixels of each 128-pixel piece of a row, away
         from motion boundaries, get only as many sub-frames as the fastest motion in that
         piece needs (never more than the interval's count, which the fastest motion in the
-        frame sets). The same rule, where it is needed; static and slow regions cost less.
+        frame sets, and that count where a piece would save less than a quarter of it).
+        The same rule, where it is needed; static and slow regions cost less.
     min_subframes, max_subframes : int
         Bounds on the number of sub-frames per input frame interval.
     scale : float
