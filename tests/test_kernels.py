@@ -104,9 +104,11 @@ def test_upsample2_keeps_the_samples_and_fills_quadratics_exactly():
     assert np.abs(up[1:-1:2, 2:-2] - (up[0:-2:2, 2:-2] + up[2::2, 2:-2]) / 2).max() > 1e-3
 
 
-def test_upsample2_cpu_matches_reference_through_the_lut():
+@pytest.mark.parametrize("shape", [(9, 13, 3), (4, 1, 3), (3, 2, 3), (5, 3, 1), (1, 4, 3)])
+def test_upsample2_cpu_matches_reference_through_the_lut(shape):
+    # Narrow frames: both borders' clamps meet.
     rng = np.random.default_rng(7)
-    img = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
     lut = (np.arange(256, dtype=np.float32) / 255) ** 2.2
     np.testing.assert_allclose(upsample2_cpu(img, lut=lut), upsample2_reference(lut[img]),
                                atol=2e-6)
