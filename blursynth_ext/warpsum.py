@@ -19,7 +19,9 @@ Per pixel and sample (Notes give the maths):
    revealed), which counts only where the other side has no consistent path.
 4. Blend ``c = (w_a I_a(z) + w_b I_b(y)) / (w_a + w_b)`` with
    ``w_a = (1 - s) (eps + (1 - eps) q_a) g(r_a)``, ``w_b = s (eps + (1 - eps) q_b) g(r_b)``,
-   ``g(r) = 1 / (1 + (r / tau)^4)`` and ``eps = 0.02``.
+   ``g(r) = 1 / (1 + (r / tau)^4)`` and ``eps = 0.02``; but where both sides agree (``g`` and
+   ``q`` above 0.9 on each: consistent paths to points seen in both frames), the nearer frame
+   alone, as on the smooth path.
 5. ``acc[target] += weight * c``.
 
 Where the flow is smooth (the "hard" mask is 0) each sample comes from the nearer frame by the
@@ -50,6 +52,11 @@ __all__ = ["warpsum_reference", "warpsum_cpu", "device_pixel", "EPS", "SEGMENT"]
 
 EPS = 0.02  # relative weight of a candidate that only its own frame sees
 EPS32 = np.float32(EPS)
+# Both sides agree where each side's residual weight g(r) and visibility q exceed 0.9:
+# g(r) = 1 / (1 + R) > 0.9 with R = (r / tau)^4 < 1 / 9 (r < 0.58 tau).
+AGREE = 0.9
+AGREE_R = np.float32(1.0 / AGREE - 1.0)
+AGREE_Q = np.float32(AGREE)
 
 #: Width, in output pixels, of the row pieces whose smooth pixels may each use a sample set of
 #: their own (``smooth`` of :func:`warpsum_reference`).
@@ -216,6 +223,19 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltim
         # side has no consistent path (large residual, g ~ 0).
         ra = ra * ra * inv_tau2 * inv_tau2
         rb = rb * rb * inv_tau2 * inv_tau2
+        j = targets[k]
+        if ra < AGREE_R and rb < AGREE_R and qa > AGREE_Q and qb > AGREE_Q:
+            # Both sides find a consistent path to a point seen in both frames: they agree,
+            # so, as on the smooth path, the nearer frame alone (half the samples).
+            if s < f4(0.5):
+                r, g, b = sample(ia, za_x, za_y, shift, cubic, up)
+            else:
+                r, g, b = sample(ib, zb_x, zb_y, shift, cubic, up)
+            c = weights[k]
+            acc[j, y, x, 0] += c * r
+            acc[j, y, x, 1] += c * g
+            acc[j, y, x, 2] += c * b
+            continue
         wa = t * (EPS32 + (f4(1.0) - EPS32) * qa) / (f4(1.0) + ra)
         wb = s * (EPS32 + (f4(1.0) - EPS32) * qb) / (f4(1.0) + rb)
         ws = wa + wb
@@ -226,7 +246,6 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltim
         ar, ag, ab_ = sample(ia, za_x, za_y, shift, cubic, up)
         br, bg, bb = sample(ib, zb_x, zb_y, shift, cubic, up)
         c = weights[k] / ws
-        j = targets[k]
         acc[j, y, x, 0] += c * (wa * ar + wb * br)
         acc[j, y, x, 1] += c * (wa * ag + wb * bg)
         acc[j, y, x, 2] += c * (wa * ab_ + wb * bb)
@@ -613,8 +632,9 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     point in the other frame. Where both sides find a consistent path to different surfaces
     (behind a moving object: the object in a and the revealed background in b) the surface seen
     in both frames is in front; the one seen only in its own frame wins only where the other
-    side has no path. Samples are processed in time order and each starts from the previous
-    solution.
+    side has no path. Where both sides agree (``g`` and ``q`` above 0.9 on each) the sample is
+    the nearer frame's, as on the smooth path. Samples are processed in time order and each
+    starts from the previous solution.
 
     References
     ----------
@@ -681,14 +701,17 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         t = 1.0 - s
         za, fa, ra = fixed_point(fab, fa, s)
         zb, fb, rb = fixed_point(fba, fb, t)
-        wa = t * (EPS + (1 - EPS) * fa[..., 2]) / (1.0 + (ra * inv_tau2) ** 2)
-        wb = s * (EPS + (1 - EPS) * fb[..., 2]) / (1.0 + (rb * inv_tau2) ** 2)
+        ra, rb = (ra * inv_tau2) ** 2, (rb * inv_tau2) ** 2
+        wa = t * (EPS + (1 - EPS) * fa[..., 2]) / (1.0 + ra)
+        wb = s * (EPS + (1 - EPS) * fb[..., 2]) / (1.0 + rb)
         ws = wa + wb
         low = ws < 1e-6
         wa = np.where(low, t, wa)
         wb = np.where(low, s, wb)
         ws = np.where(low, 1.0, ws)
-        c = (wa[..., None] * sample(ia, za[..., 0], za[..., 1])
-             + wb[..., None] * sample(ib, zb[..., 0], zb[..., 1])) / ws[..., None]
+        ca, cb = sample(ia, za[..., 0], za[..., 1]), sample(ib, zb[..., 0], zb[..., 1])
+        c = (wa[..., None] * ca + wb[..., None] * cb) / ws[..., None]
+        agree = (ra < AGREE_R) & (rb < AGREE_R) & (fa[..., 2] > AGREE_Q) & (fb[..., 2] > AGREE_Q)
+        c = np.where(agree[..., None], ca if s < 0.5 else cb, c)
         acc[targets[k]] += (weights[k] * np.where(is_hard, c, 0.0)).astype(np.float32)
     return acc

@@ -164,17 +164,22 @@ def test_constant_image_stays_constant(fn, hard, cubic, up):
 def test_translation_gives_the_shifted_frames(fn):
     # Motion of (4, 2) px per frame, sub-frame at s = 0.25. Smooth path: from the nearer frame
     # a alone, at x - (1, 0.5), i.e. the mean of two rows one column left. Iterated path: the
-    # same from a cross-faded (0.75 / 0.25) with b at x + (3, 1.5).
+    # same where both sides agree (consistent paths, visibility 1); where neither is sure the
+    # point is seen in the other frame (visibility 0.8 on both), from a cross-faded
+    # (0.75 / 0.25) with b at x + (3, 1.5). The frames are the same picture, so the three differ.
     img = photo()
     h, w = img.shape[:2]
-    fab = const_flow(h, w, 4.0, 2.0)
-    fba = const_flow(h, w, -4.0, -2.0)
     a = 0.5 * (img[0:h - 3, 0:w - 4] + img[1:h - 2, 0:w - 4])      # at (x - 1, y - 0.5)
     b = 0.5 * (img[2:h - 1, 4:w] + img[3:h, 4:w])                  # at (x + 3, y + 1.5)
-    smooth = _run(fn, img, img, fab, fba, [0.25], [1.0], [0], hard=np.zeros((h, w), np.uint8))
-    hard = _run(fn, img, img, fab, fba, [0.25], [1.0], [0], hard=np.ones((h, w), np.uint8))
-    assert np.abs(smooth[0, 1:h - 2, 1:w - 3] - a).max() < 1e-5
-    assert np.abs(hard[0, 1:h - 2, 1:w - 3] - (0.75 * a + 0.25 * b)).max() < 1e-5
+    inner = (0, slice(1, h - 2), slice(1, w - 3))
+    for q, want in ((1.0, a), (0.8, 0.75 * a + 0.25 * b)):
+        fab = const_flow(h, w, 4.0, 2.0, q)
+        fba = const_flow(h, w, -4.0, -2.0, q)
+        smooth = _run(fn, img, img, fab, fba, [0.25], [1.0], [0], hard=np.zeros((h, w), np.uint8))
+        hard = _run(fn, img, img, fab, fba, [0.25], [1.0], [0], hard=np.ones((h, w), np.uint8))
+        assert np.abs(smooth[inner] - a).max() < 1e-5
+        assert np.abs(hard[inner] - want).max() < 1e-5
+    assert np.abs(a - b).max() > 0.1
 
 
 @pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
@@ -206,12 +211,13 @@ def test_cubic_sampling_reproduces_quadratics(fn, hard):
 def test_upsampled_frames_are_sampled_at_twice_the_position(fn, hard):
     # Motion of (4, 2) px per frame, sub-frame at s = 0.25: the smooth path reads frame a at
     # x - (1, 0.5), which in the 2x upsampled frame is the sample (2 y - 1, 2 x - 2); the
-    # iterated path cross-fades (0.75 / 0.25) with b at x + (3, 1.5): (2 y + 3, 2 x + 6).
+    # iterated path, with the sides unsure of each other (visibility 0.8), cross-fades
+    # (0.75 / 0.25) with b at x + (3, 1.5): (2 y + 3, 2 x + 6).
     img = photo()
     h, w = img.shape[:2]
     ua, ub = upsample2_reference(img), upsample2_reference(img[::-1])
-    got = _run(fn, ua, ub, const_flow(h, w, 4.0, 2.0), const_flow(h, w, -4.0, -2.0), [0.25],
-               [1.0], [0], hard=np.full((h, w), hard, np.uint8), up=2, size=(h, w))[0]
+    got = _run(fn, ua, ub, const_flow(h, w, 4.0, 2.0, 0.8), const_flow(h, w, -4.0, -2.0, 0.8),
+               [0.25], [1.0], [0], hard=np.full((h, w), hard, np.uint8), up=2, size=(h, w))[0]
     ys, xs = np.mgrid[1:h - 2, 1:w - 4]
     want = ua[2 * ys - 1, 2 * xs - 2]
     if hard:
