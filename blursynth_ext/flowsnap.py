@@ -190,9 +190,10 @@ _BAND = 8  # rows per parallel task; each task recomputes the errors of one row 
 
 @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
 def _snap_kernel(flow, a, b, other, has_other, ys, xs, starts, ny, nx, nstarts, offs, margin,
-                 out):
+                 out, score):
     # Pixel lists in row order: the masked ones (ys, xs) and those their windows read (ny, nx);
     # starts[r] / nstarts[r]: the first entry on row r or below. One task per band of rows.
+    # score[m]: the winning candidate's cost (the current vector's less the margin).
     h, w = a.shape
     for band in prange((h + _BAND - 1) // _BAND):
         y0 = band * _BAND
@@ -237,6 +238,7 @@ def _snap_kernel(flow, a, b, other, has_other, ys, xs, starts, ny, nx, nstarts, 
                     pick[m - m0] = k
         for m in range(m0, m1):
             y, x, k = ys[m], xs[m], pick[m - m0]
+            score[m] = best[m - m0]
             sy = min(max(y + offs[k, 1], 0), h - 1)
             sx = min(max(x + offs[k, 0], 0), w - 1)
             out[y, x, 0] = flow[sy, sx, 0]
@@ -281,15 +283,64 @@ def _pixel_lists(mask):
     return ys, xs, starts, ny, nx, nstarts
 
 
+@numba.njit(nogil=True, cache=True)
+def _sub_lists(h, w, ys, xs, keep, ny, nx):
+    # _pixel_lists of the masked pixels where keep is set, from the lists of all of them
+    # (their windows read a subset of the same pixels).
+    near = np.zeros((h, w), np.uint8)
+    n_mask = 0
+    for m in range(ys.size):
+        if keep[m]:
+            n_mask += 1
+            for yy in range(max(ys[m] - 1, 0), min(ys[m] + 2, h)):
+                for xx in range(max(xs[m] - 1, 0), min(xs[m] + 2, w)):
+                    near[yy, xx] = 1
+    ys2 = np.empty(n_mask, np.int32)
+    xs2 = np.empty(n_mask, np.int32)
+    starts = np.zeros(h + 1, np.int64)
+    j = 0
+    for m in range(ys.size):
+        if keep[m]:
+            ys2[j], xs2[j] = ys[m], xs[m]
+            starts[ys[m] + 1] += 1
+            j += 1
+    n_near = 0
+    for q in range(ny.size):
+        n_near += near[ny[q], nx[q]]
+    ny2 = np.empty(n_near, np.int32)
+    nx2 = np.empty(n_near, np.int32)
+    nstarts = np.zeros(h + 1, np.int64)
+    j = 0
+    for q in range(ny.size):
+        if near[ny[q], nx[q]]:
+            ny2[j], nx2[j] = ny[q], nx[q]
+            nstarts[ny[q] + 1] += 1
+            j += 1
+    for y in range(h):  # counts per row -> index of each row's first entry
+        starts[y + 1] += starts[y]
+        nstarts[y + 1] += nstarts[y]
+    return ys2, xs2, starts, ny2, nx2, nstarts
+
+
 def snap_cpu(flow, a, b, other, mask, margin: float = MARGIN, radii=RADII) -> np.ndarray:
     """Snap ``flow`` inside ``mask`` (numba, parallel); see :func:`snap_reference`."""
     flow = np.ascontiguousarray(flow, np.float32)
     out = flow.copy()
-    ys, xs, starts, ny, nx, nstarts = _pixel_lists(np.ascontiguousarray(mask, np.uint8))
-    if ys.size:
-        has_other = other is not None
-        other = np.ascontiguousarray(other if has_other else a, np.uint8)
-        _snap_kernel(flow, np.ascontiguousarray(a, np.uint8), np.ascontiguousarray(b, np.uint8),
-                     other, has_other, ys, xs, starts, ny, nx, nstarts, offsets(radii),
-                     np.float32(margin), out)
+    mask = np.ascontiguousarray(mask, np.uint8)
+    has_other = other is not None
+    frames = (np.ascontiguousarray(a, np.uint8), np.ascontiguousarray(b, np.uint8),
+              np.ascontiguousarray(other if has_other else a, np.uint8), has_other)
+    offs = offsets(radii)
+    # First the current vectors alone. Costs are >= 0, so where a vector explains the frames
+    # to within the margin (its score < 0) no candidate can beat it: only the rest are
+    # searched (70-90% of the mask drops out on the benchmark clips; the same result).
+    lists = _pixel_lists(mask)
+    score = np.empty(lists[0].size, np.float32)
+    if lists[0].size:
+        _snap_kernel(flow, *frames, *lists, offs[:1], np.float32(margin), out, score)
+        ys, xs, _, ny, nx, _ = lists
+        lists = _sub_lists(*mask.shape, ys, xs, score >= 0, ny, nx)
+    if lists[0].size:
+        _snap_kernel(flow, *frames, *lists, offs, np.float32(margin), out,
+                     np.empty(lists[0].size, np.float32))
     return out

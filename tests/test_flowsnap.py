@@ -107,6 +107,32 @@ def test_numba_kernel_matches_the_reference(with_other):
     assert not np.array_equal(cpu, flow)
 
 
+@pytest.mark.parametrize("with_other", [False, True])
+def test_vectors_within_the_margin_are_not_searched_and_the_result_is_the_same(with_other):
+    # snap_cpu first scores the current vectors alone and searches only where they miss by
+    # more than the margin (no candidate can beat a score below 0: costs are >= 0). The result
+    # must be exactly that of searching every candidate at every masked pixel.
+    from blursynth_ext.flowsnap import MARGIN, _pixel_lists, _snap_kernel
+
+    before, a, b = (two_layers(6, -2, t) for t in (-1, 0, 1))
+    flow = ramp(6, -2)
+    mask = boundary_mask(flow)
+    other = before if with_other else a
+    lists = _pixel_lists(mask)
+    full, score = flow.copy(), np.empty(lists[0].size, np.float32)
+    _snap_kernel(flow, a, b, other, with_other, *lists, offsets(), np.float32(MARGIN), full,
+                 score)
+    got = snap_cpu(flow, a, b, before if with_other else None, mask)
+    assert np.array_equal(got, full)
+    # Both kinds are there: vectors kept without a search (the flat ends of the ramp, exact
+    # already) and vectors replaced.
+    current = np.zeros(lists[0].size, np.float32)
+    _snap_kernel(flow, a, b, other, with_other, *lists, offsets()[:1], np.float32(MARGIN),
+                 flow.copy(), current)
+    assert 0.1 < np.mean(current < 0) < 0.9
+    assert not np.array_equal(got, flow)
+
+
 def test_snapping_brings_the_occlusion_scene_closer_to_its_true_blur():
     scene = make_scene("occlusion", (144, 256), 6.0)
     frames = scene.frames(5)
