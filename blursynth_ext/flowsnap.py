@@ -103,16 +103,19 @@ def _drop_uniform(f, mask, offs, spread):
 
 @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
 def _steep(f, slope):
-    # 1 where the flow differs by more than slope from its right or lower neighbour.
+    # 1 where the flow differs by more than slope from its right or lower neighbour
+    # (branch-free passes over contiguous rows: vectorised).
     h, w = f.shape[0], f.shape[1]
     out = np.zeros((h, w), np.uint8)
     for y in prange(h):
+        r = f[y].reshape(-1)  # (u, v) interleaved
+        d = f[min(y + 1, h - 1)].reshape(-1)  # the last row against itself: no difference
+        o = out[y]
         for x in range(w):
-            for c in range(2):
-                v = f[y, x, c]
-                if (x + 1 < w and abs(f[y, x + 1, c] - v) > slope) or \
-                        (y + 1 < h and abs(f[y + 1, x, c] - v) > slope):
-                    out[y, x] = 1
+            o[x] = (abs(d[2 * x] - r[2 * x]) > slope) | (abs(d[2 * x + 1] - r[2 * x + 1]) > slope)
+        for x in range(w - 1):
+            o[x] |= ((abs(r[2 * x + 2] - r[2 * x]) > slope)
+                     | (abs(r[2 * x + 3] - r[2 * x + 1]) > slope))
     return out
 
 

@@ -76,6 +76,18 @@ def test_a_uniform_or_untextured_flow_is_left_alone():
         assert np.array_equal(fn(flow, flat, flat, flat, boundary_mask(flow)), flow)
 
 
+@pytest.mark.parametrize("shape", [(40, 50), (1, 6), (5, 1), (1, 1)])
+def test_steep_pixels_differ_from_their_right_or_lower_neighbour_by_more_than_the_slope(shape):
+    from blursynth_ext.flowsnap import _steep
+
+    f = np.random.default_rng(5).normal(0, 0.3, shape + (2,)).astype(np.float32)
+    want = np.zeros(shape, bool)
+    want[:, :-1] |= (np.abs(np.diff(f, axis=1)) > 0.3).any(-1)
+    want[:-1] |= (np.abs(np.diff(f, axis=0)) > 0.3).any(-1)
+    assert np.array_equal(_steep(f, np.float32(0.3)), want)
+    assert 0 < want.mean() < 1 or want.size < 4
+
+
 def test_the_mask_holds_the_ramp_and_its_tails_where_a_second_motion_is_in_reach():
     step = np.zeros((H, W, 2), np.float32)
     step[:, EDGE:, 0] = 3.0
