@@ -389,9 +389,26 @@ def _check_input_file(path: str) -> None:
         raise VideoError(path, "file is empty (0 bytes), expected a video")
 
 
+# Recent probe results by file identity: a stage probes a video to fail early, then opens a
+# reader that needs the same facts (each probe is an ffmpeg start, 50-170 ms here).
+_PROBED: dict[tuple, tuple[VideoInfo, _Stream]] = {}
+_PROBED_MAX = 16
+
+
 def _probe(path: str | os.PathLike) -> tuple[VideoInfo, _Stream]:
     spath = os.fspath(path)
     _check_input_file(spath)
+    st = os.stat(spath)
+    key = (os.path.abspath(spath), st.st_ino, st.st_size, st.st_mtime_ns)
+    found = _PROBED.get(key)
+    if found is None:
+        found = _PROBED[key] = _run_probe(spath)
+        while len(_PROBED) > _PROBED_MAX:
+            _PROBED.pop(next(iter(_PROBED)), None)  # the oldest
+    return found
+
+
+def _run_probe(spath: str) -> tuple[VideoInfo, _Stream]:
     try:
         exe = _ffmpeg_exe()
         proc = subprocess.run(

@@ -82,6 +82,21 @@ def test_lossless_round_trip_is_bit_exact(tmp_path, h, w, ext):
     assert os.listdir(tmp_path) == [path.name]
 
 
+def test_an_unchanged_file_is_probed_once_and_a_rewritten_one_again(tmp_path, monkeypatch):
+    # flowblur probes a video to fail early, then its reader needs the same facts.
+    runs = []
+    real = video._run_probe
+    monkeypatch.setattr(video, "_run_probe", lambda p: runs.append(p) or real(p))
+    path = tmp_path / "clip.mp4"
+    write_video(path, make_frames(5), fps=10)
+    assert probe(path).n_frames == 5
+    with VideoReader(path) as r:
+        assert r.info.n_frames == 5 and len(list(r)) == 5
+    assert len(runs) == 1
+    write_video(path, make_frames(7), fps=10)  # replaced: a new file under the same name
+    assert probe(path).n_frames == 7 and len(runs) == 2
+
+
 def test_writer_accepts_frames_one_by_one_and_non_contiguous(tmp_path):
     src = make_frames(5)
     path = tmp_path / "clip.mp4"
