@@ -223,7 +223,6 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltim
         # side has no consistent path (large residual, g ~ 0).
         ra = ra * ra * inv_tau2 * inv_tau2
         rb = rb * rb * inv_tau2 * inv_tau2
-        j = targets[k]
         if ra < AGREE_R and rb < AGREE_R and qa > AGREE_Q and qb > AGREE_Q:
             # Both sides find a consistent path to a point seen in both frames: they agree,
             # so, as on the smooth path, the nearer frame alone (half the samples).
@@ -232,24 +231,22 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltim
             else:
                 r, g, b = sample(ib, zb_x, zb_y, shift, cubic, up)
             c = weights[k]
-            acc[j, y, x, 0] += c * r
-            acc[j, y, x, 1] += c * g
-            acc[j, y, x, 2] += c * b
-            continue
-        wa = t * (EPS32 + (f4(1.0) - EPS32) * qa) / (f4(1.0) + ra)
-        wb = s * (EPS32 + (f4(1.0) - EPS32) * qb) / (f4(1.0) + rb)
-        ws = wa + wb
-        if ws < f4(1e-6):
-            wa = t
-            wb = s
-            ws = f4(1.0)
-        ar, ag, ab_ = sample(ia, za_x, za_y, shift, cubic, up)
-        br, bg, bb = sample(ib, zb_x, zb_y, shift, cubic, up)
-        c = weights[k] / ws
-        acc[j, y, x, 0] += c * (wa * ar + wb * br)
-        acc[j, y, x, 1] += c * (wa * ag + wb * bg)
-        acc[j, y, x, 2] += c * (wa * ab_ + wb * bb)
-
+        else:
+            wa = t * (EPS32 + (f4(1.0) - EPS32) * qa) / (f4(1.0) + ra)
+            wb = s * (EPS32 + (f4(1.0) - EPS32) * qb) / (f4(1.0) + rb)
+            ws = wa + wb
+            if ws < f4(1e-6):
+                wa = t
+                wb = s
+                ws = f4(1.0)
+            ar, ag, ab_ = sample(ia, za_x, za_y, shift, cubic, up)
+            br, bg, bb = sample(ib, zb_x, zb_y, shift, cubic, up)
+            r, g, b = wa * ar + wb * br, wa * ag + wb * bg, wa * ab_ + wb * bb
+            c = weights[k] / ws
+        j = targets[k]
+        acc[j, y, x, 0] += c * r
+        acc[j, y, x, 1] += c * g
+        acc[j, y, x, 2] += c * b
 
 _inline = numba.njit(fastmath=True, inline="always", cache=True)
 cell = _inline(_cell)
