@@ -248,6 +248,15 @@ def _snap_kernel(flow, a, b, other, has_other, ys, xs, starts, ny, nx, nstarts, 
             out[y, x, 1] = flow[sy, sx, 1]
 
 
+@numba.njit(nogil=True, inline="always")
+def _mark_window(near, y, x):
+    # Set the 3x3 window around (y, x), clipped to the grid.
+    h, w = near.shape
+    for yy in range(max(y - 1, 0), min(y + 2, h)):
+        for xx in range(max(x - 1, 0), min(x + 2, w)):
+            near[yy, xx] = 1
+
+
 @numba.njit(nogil=True, cache=True)
 def _pixel_lists(mask):
     # Row-ordered lists of the masked pixels and of those their 3x3 windows read, with the
@@ -259,9 +268,7 @@ def _pixel_lists(mask):
         for x in range(w):
             if mask[y, x]:
                 n_mask += 1
-                for yy in range(max(y - 1, 0), min(y + 2, h)):
-                    for xx in range(max(x - 1, 0), min(x + 2, w)):
-                        near[yy, xx] = 1
+                _mark_window(near, y, x)
     ys = np.empty(n_mask, np.int32)
     xs = np.empty(n_mask, np.int32)
     starts = np.empty(h + 1, np.int64)
@@ -295,9 +302,7 @@ def _sub_lists(h, w, ys, xs, keep, ny, nx):
     for m in range(ys.size):
         if keep[m]:
             n_mask += 1
-            for yy in range(max(ys[m] - 1, 0), min(ys[m] + 2, h)):
-                for xx in range(max(xs[m] - 1, 0), min(xs[m] + 2, w)):
-                    near[yy, xx] = 1
+            _mark_window(near, ys[m], xs[m])
     ys2 = np.empty(n_mask, np.int32)
     xs2 = np.empty(n_mask, np.int32)
     starts = np.zeros(h + 1, np.int64)
