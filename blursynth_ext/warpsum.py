@@ -46,7 +46,7 @@ import types
 
 import numba
 import numpy as np
-from numba import float32 as f4, int32 as i4, prange
+from numba import float32 as f4, int32 as i4, prange, uint32 as u4
 
 __all__ = ["warpsum_reference", "warpsum_cpu", "device_pixel", "EPS", "SEGMENT"]
 
@@ -74,7 +74,10 @@ def _cell(f, x, y, sx, sy):
     gy = min(max((y + f4(0.5)) * sy - f4(0.5), f4(0.0)), f4(h - 1))
     x0 = i4(gx)
     y0 = i4(gy)
-    return x0, y0, min(x0 + 1, w - 1), min(y0 + 1, h - 1), gx - f4(x0), gy - f4(y0)
+    # Unsigned indices: numba wraps a signed index that might be negative (a compare and a
+    # select each), not an unsigned one.
+    return (u4(x0), u4(y0), u4(min(x0 + 1, w - 1)), u4(min(y0 + 1, h - 1)), gx - f4(x0),
+            gy - f4(y0))
 
 
 def _lerp(f, x0, y0, x1, y1, ax, ay, c):
@@ -126,18 +129,20 @@ def _image_cubic(im, x, y):
     y1 = i4(py)
     a0, a1, a2, a3 = keys(px - f4(x1))
     b0, b1, b2, b3 = keys(py - f4(y1))
-    x0 = max(x1 - 1, 0)
-    x2 = min(x1 + 1, w - 1)
-    x3 = min(x1 + 2, w - 1)
-    y0 = max(y1 - 1, 0)
-    y2 = min(y1 + 1, h - 1)
-    y3 = min(y1 + 2, h - 1)
+    x0 = u4(max(x1 - 1, 0))
+    x2 = u4(min(x1 + 1, w - 1))
+    x3 = u4(min(x1 + 2, w - 1))
+    y0 = u4(max(y1 - 1, 0))
+    y2 = u4(min(y1 + 1, h - 1))
+    y3 = u4(min(y1 + 2, h - 1))
+    ux1 = u4(x1)  # unsigned, as in cell()
+    uy1 = u4(y1)
     out = [f4(0.0), f4(0.0), f4(0.0)]
     for ch in range(3):
-        out[ch] = (b0 * cubic4(im, y0, x0, x1, x2, x3, a0, a1, a2, a3, ch)
-                   + b1 * cubic4(im, y1, x0, x1, x2, x3, a0, a1, a2, a3, ch)
-                   + b2 * cubic4(im, y2, x0, x1, x2, x3, a0, a1, a2, a3, ch)
-                   + b3 * cubic4(im, y3, x0, x1, x2, x3, a0, a1, a2, a3, ch))
+        out[ch] = (b0 * cubic4(im, y0, x0, ux1, x2, x3, a0, a1, a2, a3, ch)
+                   + b1 * cubic4(im, uy1, x0, ux1, x2, x3, a0, a1, a2, a3, ch)
+                   + b2 * cubic4(im, y2, x0, ux1, x2, x3, a0, a1, a2, a3, ch)
+                   + b3 * cubic4(im, y3, x0, ux1, x2, x3, a0, a1, a2, a3, ch))
     return out[0], out[1], out[2]
 
 
@@ -152,8 +157,8 @@ def _sample(im, x, y, shift, cubic, up):
 
 def _node(g, x, y, sx, sy):
     # The node of grid g (sx, sy times the frame size) whose cell holds position (x, y).
-    return (min(max(i4((x + f4(0.5)) * sx), 0), g.shape[1] - 1),
-            min(max(i4((y + f4(0.5)) * sy), 0), g.shape[0] - 1))
+    return (u4(min(max(i4((x + f4(0.5)) * sx), 0), g.shape[1] - 1)),
+            u4(min(max(i4((y + f4(0.5)) * sy), 0), g.shape[0] - 1)))
 
 
 def _flow_nn(f, x, y, sx, sy):
@@ -309,6 +314,7 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, lti
     tiny = h < 2 or w < 2  # the smooth path's cells need two pixels each way
     sh = f4(0.0) if cubic else shift  # cubic samples the frames themselves
     upf = f4(up)
+    stride = np.uint64(3 * iw)  # floats per frame row
     for y in prange(h):
         # Row by row, sample by sample. The smooth path is split in two passes over the row:
         # positions, cells and fractions (arithmetic only, vectorised), then the gathers
@@ -381,36 +387,37 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, lti
                             continue
                         x1 = xs[i]
                         y1 = ys[i]
-                        x0 = max(x1 - 1, 0)
-                        x3 = min(x1 + 2, iw - 1)
-                        y0 = max(y1 - 1, 0)
-                        y3 = min(y1 + 2, ih - 1)
+                        # Unsigned, as in cell().
+                        x0, x2, x3 = u4(max(x1 - 1, 0)), u4(x1 + 1), u4(min(x1 + 2, iw - 1))
+                        y0, y2, y3 = u4(max(y1 - 1, 0)), u4(y1 + 1), u4(min(y1 + 2, ih - 1))
+                        ux1 = u4(x1)
+                        uy1 = u4(y1)
                         a0, a1, a2, a3 = kxs[0, i], kxs[1, i], kxs[2, i], kxs[3, i]
                         for ch in range(3):
                             rs[i, ch] += wk * (
-                                kys[0, i] * cubic4(im, y0, x0, x1, x1 + 1, x3, a0, a1, a2, a3,
-                                                   ch)
-                                + kys[1, i] * cubic4(im, y1, x0, x1, x1 + 1, x3, a0, a1, a2, a3,
+                                kys[0, i] * cubic4(im, y0, x0, ux1, x2, x3, a0, a1, a2, a3, ch)
+                                + kys[1, i] * cubic4(im, uy1, x0, ux1, x2, x3, a0, a1, a2, a3,
                                                      ch)
-                                + kys[2, i] * cubic4(im, y1 + 1, x0, x1, x1 + 1, x3, a0, a1, a2,
-                                                     a3, ch)
-                                + kys[3, i] * cubic4(im, y3, x0, x1, x1 + 1, x3, a0, a1, a2, a3,
+                                + kys[2, i] * cubic4(im, y2, x0, ux1, x2, x3, a0, a1, a2, a3, ch)
+                                + kys[3, i] * cubic4(im, y3, x0, ux1, x2, x3, a0, a1, a2, a3,
                                                      ch))
                     continue
+                # Unsigned offsets into the flat frame: numba wraps a signed index that might be
+                # negative (a compare and a select per index), not an unsigned one.
+                flat = im.reshape(-1)
                 for i in range(x_hi - x_lo):
                     if sk[i]:
                         continue
-                    x0 = xs[i]
-                    y0 = ys[i]
+                    o = np.uint64(ys[i]) * stride + np.uint64(3) * np.uint64(xs[i])
                     a = axs[i]
                     b = ays[i]
-                    p00 = im[y0, x0]
-                    p01 = im[y0, x0 + 1]
-                    p10 = im[y0 + 1, x0]
-                    p11 = im[y0 + 1, x0 + 1]
-                    for ch in range(3):
-                        top = p00[ch] + a * (p01[ch] - p00[ch])
-                        bot = p10[ch] + a * (p11[ch] - p10[ch])
+                    for ch in range(np.uint64(3)):
+                        p00 = flat[o + ch]
+                        p01 = flat[o + np.uint64(3) + ch]
+                        p10 = flat[o + stride + ch]
+                        p11 = flat[o + stride + np.uint64(3) + ch]
+                        top = p00 + a * (p01 - p00)
+                        bot = p10 + a * (p11 - p10)
                         rs[i, ch] += wk * (top + b * (bot - top))
         if any_hard:
             for x in range(w):
