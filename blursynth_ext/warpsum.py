@@ -272,24 +272,42 @@ pixel = _inline(_pixel)
 def _flow_row(f, yf, sx, sy, tmp, out):
     # Flow channels (dx, dy) and J F of the grid f, bilinearly at every pixel of the
     # full-resolution row yf (as flow_at / curv_at) into out[0:4]: blend the two grid rows
-    # once, then along x.
+    # once into tmp[0:4] (channel by channel), then along x.
     gh = f.shape[0]
     gw = f.shape[1]
+    w = out.shape[1]
     gy = min(max((yf + f4(0.5)) * sy - f4(0.5), f4(0.0)), f4(gh - 1))
     y0 = i4(gy)
     ay = gy - f4(y0)
-    r0 = f[y0].reshape(-1)
-    r1 = f[min(y0 + 1, gh - 1)].reshape(-1)
-    t = tmp.reshape(-1)
-    for i in range(t.shape[0]):  # contiguous: vectorised
-        t[i] = r0[i] + ay * (r1[i] - r0[i])
-    for x in range(out.shape[1]):
+    r0 = f[y0]
+    r1 = f[min(y0 + 1, gh - 1)]
+    for i in range(gw):  # vectorised
+        tmp[0, i] = r0[i, 0] + ay * (r1[i, 0] - r0[i, 0])
+        tmp[1, i] = r0[i, 1] + ay * (r1[i, 1] - r0[i, 1])
+        tmp[2, i] = r0[i, 3] + ay * (r1[i, 3] - r0[i, 3])
+        tmp[3, i] = r0[i, 4] + ay * (r1[i, 4] - r0[i, 4])
+    if w == 2 * gw and sx == f4(0.5):
+        # A half-size grid (the default from 720 rows): pixels 2k + 1 and 2k + 2 lie 1/4 and
+        # 3/4 of the way from node k to k + 1, the ends on the end nodes; the same values as
+        # below, without a gather (~4x faster).
+        for c in range(4):
+            t = tmp[c]
+            o = out[c]
+            o[0] = t[0]
+            o[w - 1] = t[gw - 1]
+            for k in range(gw - 1):
+                a = t[k]
+                d = t[k + 1] - a
+                o[2 * k + 1] = a + f4(0.25) * d
+                o[2 * k + 2] = a + f4(0.75) * d
+        return
+    for x in range(w):
         g = min(max((f4(x) + f4(0.5)) * sx - f4(0.5), f4(0.0)), f4(gw - 1))
-        x0 = i4(g)
-        x1 = min(x0 + 1, gw - 1)
+        x0 = u4(g)  # unsigned, as in cell()
+        x1 = u4(min(i4(g) + 1, gw - 1))
         ax = g - f4(x0)
-        for i, ch in enumerate((0, 1, 3, 4)):
-            out[i, x] = tmp[x0, ch] + ax * (tmp[x1, ch] - tmp[x0, ch])
+        for c in range(4):
+            out[c, x] = tmp[c, x0] + ax * (tmp[c, x1] - tmp[c, x0])
 
 
 flow_row = _inline(_flow_row)
@@ -327,7 +345,7 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, lti
         ay = np.empty(w, np.float32)
         kx = np.empty((4, w), np.float32)  # cubic: Keys weights along x and y
         ky = np.empty((4, w), np.float32)
-        tmp = np.empty(fab.shape[1:], np.float32)
+        tmp = np.empty((4, fab.shape[1]), np.float32)  # two grid rows blended
         is_hard = np.empty(w, np.uint8)
         yf = f4(y)
         any_hard = False
