@@ -465,10 +465,11 @@ class _Prepared:
 
 
 class _Buffers:
-    """float32 arrays for the sampled frames, each reused once the frame it held is gone.
+    """float32 arrays of one shape per frame or pair, each reused once its owner is gone.
 
     Upsampled, a 720p frame is 44 MB: a fresh array that size is a fresh mapping, whose page
-    faults cost ~6 CPU-ms per frame. Nothing but ``_Prepared.coef`` may refer to a buffer.
+    faults cost ~6 CPU-ms per frame (~2.5 for the two augmented flows of a pair). Nothing but
+    the owner may refer to a buffer it was given.
     """
 
     def __init__(self) -> None:
@@ -481,9 +482,10 @@ class _Buffers:
                 return buf
         return np.empty(shape, np.float32)
 
-    def give_back(self, owner: _Prepared) -> _Prepared:
+    def give_back(self, owner, *arrays: np.ndarray):
+        """Return ``owner``; its ``arrays`` come back for reuse once it is gone."""
         # Runs in whichever thread drops the last reference to owner.
-        weakref.finalize(owner, self._free.append, owner.coef)
+        weakref.finalize(owner, self._free.extend, arrays)
         return owner
 
 
@@ -512,7 +514,7 @@ def _prepare(index: int, frame: np.ndarray, p: FlowBlurParams, crf: CRF, buffers
         coef = upsample2(frame, lut=lut, out=buffers.take((2 * h - 1, 2 * w - 1, 3)))
     else:
         coef = prefilter(frame, lut=lut, out=buffers.take(frame.shape))
-    return buffers.give_back(_Prepared(frame, coef, grey))
+    return buffers.give_back(_Prepared(frame, coef, grey), coef)
 
 
 # Where the flow bends faster than this (output px per px) or a point is not seen in both
@@ -523,11 +525,12 @@ _FLAT_GRADIENT = 16.0  # mean |Sobel| of the grey frame (0-255), ~2 grey levels 
 
 
 def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarray,
-                  sx: float, sy: float):
+                  sx: float, sy: float, out=None):
     """Flows augmented for :func:`blursynth_ext.dispatch.warpsum`, the hard mask and statistics.
 
     Flows are in output pixels on the flow grid (``sx``, ``sy``: grid size / output size);
-    :mod:`blursynth_ext.flowcheck` gives the per-pixel definitions.
+    :mod:`blursynth_ext.flowcheck` gives the per-pixel definitions. ``out``: arrays for the
+    augmented flows (as in :func:`blursynth_ext.dispatch.analyse_pair`), or None.
 
     Returns
     -------
@@ -548,7 +551,7 @@ def _analyse_pair(fab: np.ndarray, fba: np.ndarray, ga: np.ndarray, gb: np.ndarr
                    cv2.convertScaleAbs(cv2.Sobel(ga, cv2.CV_16S, 0, 1), alpha=0.5))
     textured = cv2.blur(grad, (5, 5)) > _FLAT_GRADIENT / 2
     fab5, fba5, bad, mag, cuts = analyse_pair(fab, fba, ga, gb, textured, sx, sy,
-                                              _HARD_JACOBIAN, _HARD_VISIBILITY)
+                                              _HARD_JACOBIAN, _HARD_VISIBILITY, out=out)
     # Sub-frame spacing matters only where there is detail to ghost: take the motion of
     # textured points seen in both frames (flow in flat regions is unreliable and harmless).
     seen = mag[(mag >= 0) & textured]
@@ -741,7 +744,7 @@ class _Pair:
     """What the warp needs of a frame pair: augmented flows, the hard mask, statistics, and
     the plain a->b flow (output pixels on the flow grid) for the driver."""
 
-    __slots__ = ("fab", "fba", "hard", "stats", "flow")
+    __slots__ = ("fab", "fba", "hard", "stats", "flow", "__weakref__")
 
     def __init__(self, fab, fba, hard, stats, flow):
         self.fab, self.fba, self.hard, self.stats, self.flow = fab, fba, hard, stats, flow
@@ -763,7 +766,8 @@ def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: i
     refiner = (get_backend("dis", preset=p.flow_preset or FLOWBLUR_DIS_PRESET, finest_scale=0,
                            patch_stride=4, variational_iterations=1)
                if p.refine_boundaries and flow_backend_name(p) == "dis" else None)
-    buffers = _Buffers()
+    buffers = _Buffers()  # the frames' sampled forms
+    flow_buffers = _Buffers()  # the pairs' augmented flows
     before: _Prepared | None = None  # frames i - 2 and i - 1
     prev: _Prepared | None = None
     pending = None  # (i, frames i - 2 .. i, F_ab, F_ba) waiting for frame i + 1
@@ -774,7 +778,7 @@ def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: i
                 raise ParameterError(f"frame {i}: expected size {prev.u8.shape[:2]}, "
                                      f"got {cur.u8.shape[:2]}")
             if pending is not None:
-                yield _pair(*pending, cur, p, refiner)
+                yield _pair(*pending, cur, p, refiner, flow_buffers)
                 pending = None
             if prev is None:
                 flows = _FlowPair(p, cur.grey.shape, cur.u8.shape[:2])
@@ -783,15 +787,15 @@ def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: i
                 pending = (i, before, prev, cur, *flows(prev.grey, cur.grey))
             before, prev = prev, cur
         if pending is not None:
-            yield _pair(*pending, None, p, refiner)
+            yield _pair(*pending, None, p, refiner, flow_buffers)
     finally:
         if flows is not None:
             flows.close()
 
 
 def _pair(i: int, before: _Prepared | None, a: _Prepared, b: _Prepared, fab: np.ndarray,
-          fba: np.ndarray, after: _Prepared | None, p: FlowBlurParams, refiner
-          ) -> tuple[int, _Prepared, _Pair]:
+          fba: np.ndarray, after: _Prepared | None, p: FlowBlurParams, refiner,
+          buffers: _Buffers) -> tuple[int, _Prepared, _Pair]:
     """Frame pair (a, b) = frames (i - 1, i), its flows in grid pixels, and the frames on
     either side of it (None at the ends of the clip) -> ``(i, b, its _Pair)``."""
     sx = a.grey.shape[1] / a.u8.shape[1]  # flow grid / output size
@@ -814,8 +818,10 @@ def _pair(i: int, before: _Prepared | None, a: _Prepared, b: _Prepared, fab: np.
     for f in (fab, fba):
         f[..., 0] /= sx
         f[..., 1] /= sy
-    fab5, fba5, hard, fst = _analyse_pair(fab, fba, a.grey, b.grey, sx, sy)
-    return i, b, _Pair(fab5, fba5, hard, fst, fab)
+    shape = fab.shape[:2] + (5,)
+    fab5, fba5, hard, fst = _analyse_pair(fab, fba, a.grey, b.grey, sx, sy,
+                                          out=(buffers.take(shape), buffers.take(shape)))
+    return i, b, buffers.give_back(_Pair(fab5, fba5, hard, fst, fab), fab5, fba5)
 
 
 _END = object()

@@ -132,14 +132,21 @@ def _into(out: np.ndarray | None, result: np.ndarray) -> np.ndarray:
     return out
 
 
-def analyse_pair(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, *,
+def analyse_pair(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, *, out=None,
                  device: str | None = None):
     """Consistency, visibility, second-order terms and hard test of a flow pair
-    (:func:`blursynth_ext.flowcheck.analyse_reference`). Runs on the CPU (a small grid)."""
+    (:func:`blursynth_ext.flowcheck.analyse_reference`). Runs on the CPU (a small grid).
+    ``out``: two C-contiguous float32 (h, w, 5) arrays for the augmented flows, or None."""
     from .flowcheck import analyse_cpu, analyse_reference
 
-    fn = analyse_reference if resolve_device(device) == "numpy" else analyse_cpu
-    return fn(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min)
+    if resolve_device(device) != "numpy":
+        return analyse_cpu(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, out=out)
+    fab5, fba5, *rest = analyse_reference(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min)
+    if out is not None:
+        np.copyto(out[0], fab5)
+        np.copyto(out[1], fba5)
+        fab5, fba5 = out
+    return (fab5, fba5, *rest)
 
 
 def snap_flow(flow, a, b, other, *, device: str | None = None) -> np.ndarray:

@@ -162,13 +162,21 @@ def _analyse_kernel(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, oa, ob
 
 
 
-def analyse_cpu(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min):
-    """numba version of :func:`analyse_reference` (same parameters and returns)."""
+def analyse_cpu(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, out=None):
+    """numba version of :func:`analyse_reference` (same parameters and returns); ``out``, two
+    C-contiguous float32 (h, w, 5) arrays to write ``fab5`` and ``fba5`` into, or None."""
     h, w = ga.shape
     fab = np.ascontiguousarray(fab, np.float32)
     fba = np.ascontiguousarray(fba, np.float32)
-    oa = np.empty((h, w, 5), np.float32)
-    ob = np.empty((h, w, 5), np.float32)
+    if out is None:
+        oa = np.empty((h, w, 5), np.float32)
+        ob = np.empty((h, w, 5), np.float32)
+    else:
+        oa, ob = out
+        for o in out:
+            if o.shape != (h, w, 5) or o.dtype != np.float32 or not o.flags.c_contiguous:
+                raise ValueError(f"out: expected two C-contiguous float32 {(h, w, 5)} arrays, "
+                                 f"got {o.dtype} {o.shape}")
     bad = np.empty((h, w), np.uint8)
     mag = np.empty((h, w), np.float32)
     cuts = np.empty(h, np.int64)

@@ -179,14 +179,17 @@ def test_a_frame_buffer_is_reused_only_once_its_frame_is_gone(interp):
     np.testing.assert_array_equal(b.coef, fresh[1])  # the frame still held is untouched
 
 
-def test_reusing_frame_buffers_leaves_the_output_as_it_was(monkeypatch):
+def test_reusing_frame_and_flow_buffers_leaves_the_output_as_it_was(monkeypatch):
     frames = make_scene("occlusion", (48, 64), 3.0).frames(9)
     p = FlowBlurParams(interp="upsampled", exposure=2.0)
     taken, take = [], _Buffers.take
     monkeypatch.setattr(_Buffers, "take", lambda self, shape: taken.append(take(self, shape))
                         or taken[-1])
     reused, _, _ = flowblur_array(frames, p)
-    assert len(taken) == 9 and len({b.ctypes.data for b in taken}) < 9  # some were reused
+    # One sampled frame per frame, two augmented flows per pair; some of each were reused.
+    for channels, n in ((3, 9), (5, 16)):
+        bufs = [b for b in taken if b.shape[2] == channels]
+        assert len(bufs) == n and len({b.ctypes.data for b in bufs}) < n
     monkeypatch.setattr(_Buffers, "take", lambda self, shape: np.empty(shape, np.float32))
     fresh, _, _ = flowblur_array(frames, p)
     assert len(reused) == 7

@@ -444,3 +444,25 @@ def test_flow_pair_analysis_cpu_matches_reference_and_known_answers():
     assert fa5[30:35, 40:45, 2].min() > 0.9
     assert ref[1][12:18, 12:18, 2].max() < 0.01
     assert ref[2][12:18, 12:18].all() and not ref[2][30:35, 40:45].any()
+
+
+@pytest.mark.parametrize("device", ["numpy", "cpu"])
+def test_flow_pair_analysis_writes_the_augmented_flows_into_given_arrays(device):
+    from blursynth_ext.dispatch import analyse_pair
+
+    h, w = 20, 30
+    rng = np.random.default_rng(8)
+    ga, gb = (rng.integers(0, 256, (h, w), dtype=np.uint8) for _ in "ab")
+    fab = rng.normal(0, 2, (h, w, 2)).astype(np.float32)
+    fba = rng.normal(0, 2, (h, w, 2)).astype(np.float32)
+    args = (fab, fba, ga, gb, np.ones((h, w), np.uint8), 1.0, 1.0, 0.3, 0.5)
+    want = analyse_pair(*args, device=device)
+    out = (np.full((h, w, 5), np.nan, np.float32), np.full((h, w, 5), np.nan, np.float32))
+    got = analyse_pair(*args, out=out, device=device)
+    assert got[0] is out[0] and got[1] is out[1]
+    for g, x in zip(got[:4], want[:4]):
+        np.testing.assert_array_equal(g, x)
+    assert got[4] == want[4]
+    if device == "cpu":  # the kernel writes through: a wrong array must be refused
+        with pytest.raises(ValueError, match="out"):
+            analyse_pair(*args, out=(out[0], out[1][:, :-1]), device=device)
