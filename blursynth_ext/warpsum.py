@@ -420,9 +420,7 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, lti
                                 + kys[3, i] * cubic4(im, y3, x0, ux1, x2, x3, a0, a1, a2, a3,
                                                      ch))
                     continue
-                # Unsigned offsets into the flat frame: numba wraps a signed index that might be
-                # negative (a compare and a select per index), not an unsigned one.
-                flat = im.reshape(-1)
+                flat = im.reshape(-1)  # read at unsigned offsets, as in cell()
                 for i in range(x_hi - x_lo):
                     if sk[i]:
                         continue
