@@ -143,9 +143,7 @@ def analyse_pair(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, *, out=No
         return analyse_cpu(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, out=out)
     fab5, fba5, *rest = analyse_reference(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min)
     if out is not None:
-        np.copyto(out[0], fab5)
-        np.copyto(out[1], fba5)
-        fab5, fba5 = out
+        fab5, fba5 = _into(out[0], fab5), _into(out[1], fba5)
     return (fab5, fba5, *rest)
 
 

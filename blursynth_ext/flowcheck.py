@@ -18,6 +18,8 @@ import numba
 import numpy as np
 from numba import float32 as f4, int32 as i4
 
+from .interp import _out
+
 __all__ = ["analyse_reference", "analyse_cpu"]
 
 
@@ -168,15 +170,8 @@ def analyse_cpu(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, out=None):
     h, w = ga.shape
     fab = np.ascontiguousarray(fab, np.float32)
     fba = np.ascontiguousarray(fba, np.float32)
-    if out is None:
-        oa = np.empty((h, w, 5), np.float32)
-        ob = np.empty((h, w, 5), np.float32)
-    else:
-        oa, ob = out
-        for o in out:
-            if o.shape != (h, w, 5) or o.dtype != np.float32 or not o.flags.c_contiguous:
-                raise ValueError(f"out: expected two C-contiguous float32 {(h, w, 5)} arrays, "
-                                 f"got {o.dtype} {o.shape}")
+    oa, ob = (None, None) if out is None else out
+    oa, ob = _out(oa, (h, w, 5)), _out(ob, (h, w, 5))
     bad = np.empty((h, w), np.uint8)
     mag = np.empty((h, w), np.float32)
     cuts = np.empty(h, np.int64)
