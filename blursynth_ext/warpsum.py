@@ -253,6 +253,7 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltim
         acc[j, y, x, 1] += c * g
         acc[j, y, x, 2] += c * b
 
+
 _inline = numba.njit(fastmath=True, inline="always", cache=True)
 cell = _inline(_cell)
 lerp = _inline(_lerp)
