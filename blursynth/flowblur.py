@@ -21,7 +21,7 @@ import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Iterator
 
 import cv2
@@ -301,6 +301,47 @@ class _FlowPair:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+
+
+class _GivenFlows:
+    """Flows supplied by the caller, ``(F_ab, F_ba)`` per pair in the frames' own pixels,
+    served as :class:`_FlowPair` serves the backend's: on the flow grid, in grid pixels.
+
+    A grid pixel takes the vector at the frame pixel nearest its centre (interpolating across a
+    motion boundary would invent motions no surface has).
+    """
+
+    def __init__(self, flows: Iterable, grid: tuple[int, int], frame: tuple[int, int]):
+        self._it = iter(flows)
+        self._frame = frame
+        self._n = 0
+        (gh, gw), (h, w) = grid, frame
+        self._ys = np.minimum(((np.arange(gh) + 0.5) * (h / gh)).astype(np.intp), h - 1)
+        self._xs = np.minimum(((np.arange(gw) + 0.5) * (w / gw)).astype(np.intp), w - 1)
+        self._to_grid = np.float32([gw / w, gh / h])
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._n += 1
+        try:
+            given = tuple(next(self._it))
+        except StopIteration:
+            raise ParameterError(f"flows: ran out after {self._n - 1} pairs; expected one "
+                                 f"(F_ab, F_ba) per pair of consecutive frames") from None
+        want = self._frame + (2,)
+        if len(given) != 2 or any(np.shape(f) != want for f in given):
+            raise ParameterError(f"flows: pair {self._n} (frames {self._n - 1} and {self._n}): "
+                                 f"expected two {want} arrays, got shapes "
+                                 f"{[np.shape(f) for f in given]}")
+        out = []
+        for f in given:
+            f = np.asarray(f, np.float32)
+            if not np.isfinite(f).all():
+                raise ParameterError(f"flows: pair {self._n} holds NaN or infinite vectors")
+            out.append(np.ascontiguousarray(f[self._ys][:, self._xs] * self._to_grid))
+        return out[0], out[1]
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -624,7 +665,9 @@ def _warp_error(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> np.ndarray:
 
 
 def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None = None, *,
-                    subframes: int = 0, keep_flow: bool = False) -> Iterator[BlurFrame]:
+                    subframes: int = 0, keep_flow: bool = False,
+                    flows: Iterable[tuple[np.ndarray, np.ndarray]] | None = None
+                    ) -> Iterator[BlurFrame]:
     """Synthesise blurry frames from a stream of sharp frames.
 
     Parameters
@@ -637,6 +680,13 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
         Also return this many evenly spaced sub-frames of each exposure.
     keep_flow : bool
         Return the flow from each centre frame to the next.
+    flows : iterable of (numpy.ndarray, numpy.ndarray), optional
+        The flows to use instead of the backend's (from a flow network, or a scene's exact
+        motion): for each pair of consecutive frames (i - 1, i), ``(F_ab, F_ba)``, float32
+        (H, W, 2) pixel displacements from frame i - 1 to frame i and back, at the frames'
+        size. The flow grid is then full size unless ``params.flow_scale`` says otherwise
+        (a grid pixel takes the vector nearest its centre); snapping and refinement apply as
+        ``params`` says.
 
     Yields
     ------
@@ -655,6 +705,8 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
     close the generator to stop it early.
     """
     p = params or FlowBlurParams()
+    if flows is not None and p.flow_scale is None:
+        p = replace(p, flow_scale=1.0)  # a coarser grid would give away the flows' detail
     crf = get_crf(p.crf)
     h_exp = p.exposure * p.decimate / 2.0
     c0 = int(math.ceil(h_exp - 1e-9))
@@ -668,7 +720,7 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
     next_index = 0
     prev: _Prepared | None = None
     # Decoding, flow and its analysis run a pair ahead, in a thread, while this one warps.
-    pairs = _pairs(frames, p, crf, numba.get_num_threads())
+    pairs = _pairs(frames, p, crf, numba.get_num_threads(), flows)
     with closing(_ahead(pairs) if concurrent_kernels() else pairs) as pairs:
         for i, cur, pair in pairs:
             sharp_buf[i] = cur.u8
@@ -750,15 +802,16 @@ class _Pair:
         self.fab, self.fba, self.hard, self.stats, self.flow = fab, fba, hard, stats, flow
 
 
-def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: int
-           ) -> Iterator[tuple[int, _Prepared, _Pair | None]]:
+def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: int,
+           given: Iterable | None = None) -> Iterator[tuple[int, _Prepared, _Pair | None]]:
     """``(i, frame i prepared, its pair with frame i - 1 or None)`` for each frame in turn,
-    with ``threads`` numba threads (numba's setting is per thread: this may run in another).
+    with ``threads`` numba threads (numba's setting is per thread: this may run in another),
+    and the flows of ``given`` (see :func:`flowblur_frames`) or else the backend's.
 
     A pair is finished once the frame after it has been read: snapping ``F_ba`` consults it.
     """
     numba.set_num_threads(threads)
-    flows: _FlowPair | None = None  # made for the first frame's flow grid
+    flows: _FlowPair | _GivenFlows | None = None  # made for the first frame's flow grid
     # Patches down to the grid's own resolution, at a wider stride than the preset's (as
     # accurate on this job, about half the cost), with one variational iteration instead of the
     # medium preset's five: those smooth the flow across the very edges being refined (same or
@@ -781,7 +834,8 @@ def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: i
                 yield _pair(*pending, cur, p, refiner, flow_buffers)
                 pending = None
             if prev is None:
-                flows = _FlowPair(p, cur.grey.shape, cur.u8.shape[:2])
+                flows = (_FlowPair(p, cur.grey.shape, cur.u8.shape[:2]) if given is None
+                         else _GivenFlows(given, cur.grey.shape, np.shape(frame)[:2]))
                 yield i, cur, None
             else:
                 pending = (i, before, prev, cur, *flows(prev.grey, cur.grey))

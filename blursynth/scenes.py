@@ -130,11 +130,15 @@ class Scene:
     def motion_matrix(self, layer: Layer, t: float) -> np.ndarray:
         return layer.motion.matrix(t, layer.anchor)
 
-    def true_flow(self, t0: float, t1: float) -> np.ndarray:
+    def true_flow(self, t0: float, t1: float, cover: float = 0.5) -> np.ndarray:
         """Exact flow from time ``t0`` to ``t1``: float32 (H, W, 2), (dx, dy) in pixels.
 
-        Each pixel follows the top-most layer covering it at ``t0`` (alpha >= 0.5).
+        Each pixel follows the top-most layer covering at least ``cover`` (in (0, 1]) of it
+        at ``t0``: 0.5, the layer that covers most of it; a small value gives the pixels on a
+        layer's edge to that layer (the occluder) wherever it covers any part of them.
         """
+        if not 0 < cover <= 1:
+            raise ParameterError(f"cover: expected 0 < cover <= 1, got {cover}")
         h, w = self.size
         yy, xx = np.mgrid[:h, :w].astype(np.float64)
         pts = np.stack([xx, yy, np.ones_like(xx)], -1)
@@ -148,7 +152,7 @@ class Scene:
                 continue
             a = cv2.warpAffine(layer.alpha, m0[:2], (w, h), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            out[a >= 0.5] = f[a >= 0.5]
+            out[a >= cover] = f[a >= cover]
         return out.astype(np.float32)
 
     def frames(self, n: int, *, t0: float = 0.0) -> np.ndarray:

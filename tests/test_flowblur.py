@@ -5,9 +5,9 @@ import pytest
 
 from blursynth.crf import decode_u8, encode_u8, get_crf
 from blursynth.errors import ParameterError
-from blursynth.flowblur import (FlowBlurParams, _Buffers, _prepare, exposure_windows, flow_scale_of,
-                                flowblur_array, flowblur_frames, interp_of, interval_samples,
-                                segment_motion, subframes_per_interval)
+from blursynth.flowblur import (FlowBlurParams, _Buffers, _GivenFlows, _prepare, exposure_windows,
+                                flow_scale_of, flowblur_array, flowblur_frames, interp_of,
+                                interval_samples, segment_motion, subframes_per_interval)
 from blursynth.scenes import make_scene
 from blursynth_ext.warpsum import SEGMENT
 
@@ -98,29 +98,101 @@ def test_static_clip_gives_blurry_equal_sharp_bit_exact():
 SETTINGS = [dict(), dict(flow_scale=0.5, interp="upsampled"), dict(flow_scale=0.5, interp="linear")]
 
 
-@pytest.mark.parametrize("settings", SETTINGS)
-@pytest.mark.parametrize("v,e", [((6.0, 0.0), 1.0), ((3.0, 4.0), 1.0), ((4.0, -2.0), 2.0)])
-def test_translation_blurs_into_the_analytic_box_blur(v, e, settings):
-    # Frames: the photo translated by v px/frame with exact (Fourier) sub-pixel shifts. The
-    # exposure of frame t is the box average over shifts in [(t - e/2) v, (t + e/2) v], whose
-    # Fourier transform is exp(-2 pi i k.v t) sinc(e k.v): the analytic line blur, in linear light.
+def translated_photo(v, n=4):
+    """(frames, line_blur): the photo translated by v px/frame with exact (Fourier) sub-pixel
+    shifts, uint8 (n, H, W, 3); line_blur(t, e) is the exposure of frame t, the box average over
+    shifts in [(t - e/2) v, (t + e/2) v], whose Fourier transform is exp(-2 pi i k.v t)
+    sinc(e k.v): the analytic line blur in linear light, encoded."""
     base = band_limited_photo()
-    h, w = base.shape[:2]
-    fy, fx = freqs(h, w)
+    fy, fx = freqs(*base.shape[:2])
     kv = fx * v[0] + fy * v[1]
     frames = np.stack([encode_u8(np.clip(fourier(base, np.exp(-2j * np.pi * kv * t)), 0, 1), SRGB)
-                       for t in range(4)])
-    blurry, _, wins = flowblur_array(frames, FlowBlurParams(exposure=e, **settings))
+                       for t in range(n)])
+
+    def line_blur(t, e):
+        return encode_u8(np.clip(fourier(base, np.exp(-2j * np.pi * kv * t) * np.sinc(e * kv)),
+                                 0, 1), SRGB)
+    return frames, line_blur
+
+
+def assert_line_blur(frames, line_blur, e, blurry, wins):
     assert [win.centre for win in wins] == [1, 2]
     m = 24  # away from the borders, where the periodic shift wraps around
     for b, win in zip(blurry, wins):
         t = win.centre
-        truth = fourier(base, np.exp(-2j * np.pi * kv * t) * np.sinc(e * kv))
-        want = encode_u8(np.clip(truth, 0, 1), SRGB)
-        close = psnr(b[m:-m, m:-m], want[m:-m, m:-m])
+        close = psnr(b[m:-m, m:-m], line_blur(t, e)[m:-m, m:-m])
         assert close >= 45.0
         # ... and it really is blurred: far closer to the line blur than to the sharp frame.
         assert psnr(b[m:-m, m:-m], frames[t][m:-m, m:-m]) < close - 8.0
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+@pytest.mark.parametrize("v,e", [((6.0, 0.0), 1.0), ((3.0, 4.0), 1.0), ((4.0, -2.0), 2.0)])
+def test_translation_blurs_into_the_analytic_box_blur(v, e, settings):
+    frames, line_blur = translated_photo(v)
+    blurry, _, wins = flowblur_array(frames, FlowBlurParams(exposure=e, **settings))
+    assert_line_blur(frames, line_blur, e, blurry, wins)
+
+
+def test_given_flows_replace_the_backend():
+    v = (5.0, 2.0)
+    frames, line_blur = translated_photo(v)
+    h, w = frames.shape[1:3]
+    ones = np.ones((h, w, 2), np.float32)
+    # The exact flow: the analytic line blur, as with the backend's flow.
+    exact = [(ones * np.float32(v), -ones * np.float32(v))] * 3
+    blurry, _, wins = flowblur_array(frames, FlowBlurParams(exposure=2.0), flows=exact)
+    assert_line_blur(frames, line_blur, 2.0, blurry, wins)
+    # No motion at all: each sub-frame is its nearer frame, so with 4 sub-frames per interval
+    # the exposure [t - 1, t + 1] is the linear-light average of frames t - 1, t, t + 1 with
+    # weights 1/4, 1/2, 1/4 (a flow backend would blur the moving photo instead).
+    still = [(ones * 0, ones * 0)] * 3
+    blurry, _, wins = flowblur_array(frames, FlowBlurParams(exposure=2.0, min_subframes=4),
+                                     flows=still)
+    lin = decode_u8(frames, SRGB)
+    for b, win in zip(blurry, wins):
+        t = win.centre
+        want = encode_u8(0.25 * lin[t - 1] + 0.5 * lin[t] + 0.25 * lin[t + 1], SRGB)
+        assert np.abs(b.astype(int) - want).max() <= 1
+
+
+@pytest.mark.parametrize("flows,match", [
+    ([(np.zeros((20, 30, 2)), np.zeros((20, 30, 2)))], "ran out after 1 pairs"),
+    ([(np.zeros((20, 30, 2)),)] * 2, r"pair 1 \(frames 0 and 1\): expected two \(20, 30, 2\)"),
+    ([(np.zeros((20, 30, 2)), np.zeros((20, 31, 2)))] * 2, "pair 1 .*got shapes"),
+    ([(np.zeros((20, 30, 2)), np.full((20, 30, 2), np.nan))] * 2, "pair 1 holds NaN"),
+])
+def test_given_flows_are_checked_pair_by_pair(flows, match):
+    frames = np.zeros((3, 20, 30, 3), np.uint8)
+    with pytest.raises(ParameterError, match=match):
+        flowblur_array(frames, flows=flows)
+
+
+def test_true_flow_gives_a_partly_covered_pixel_to_the_layer_covering_enough_of_it():
+    from blursynth.scenes import Layer, Motion, Scene
+
+    alpha = np.ones((8, 8), np.float32)
+    alpha[:, 0] = 0.3  # the sprite's left column covers 30% of its pixels
+    # Texture pixel q lands on frame pixel q + 6 at t = 0 (anchor 3.5 at 9.5), then moves 4 px.
+    sprite = Layer(np.ones((8, 8, 3), np.float32), Motion((9.5, 9.5), (4.0, 0.0)), alpha)
+    scene = Scene((20, 20), [Layer(np.zeros((20, 20, 3), np.float32), Motion((9.5, 9.5))), sprite])
+    row = {cover: scene.true_flow(0, 1, cover)[9, 5:8, 0] for cover in (0.5, 0.1)}
+    assert row[0.5].tolist() == [0, 0, 4]  # x = 5: background; 6: 30% sprite; 7: sprite
+    assert row[0.1].tolist() == [0, 4, 4]
+    with pytest.raises(ParameterError, match="cover"):
+        scene.true_flow(0, 1, 0.0)
+
+
+def test_given_flows_on_a_coarser_grid_take_the_vector_nearest_each_grid_pixel():
+    # Grid pixel (j, i) of a half-size grid has its centre between frame pixels 2j, 2j + 1
+    # (and 2i, 2i + 1): it takes pixel (2j + 1, 2i + 1)'s vector, halved into grid pixels.
+    h, w = 6, 8
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    f = np.stack([xx, yy], -1)
+    fab, fba = _GivenFlows([(f, -f)], (3, 4), (h, w))(None, None)
+    gy, gx = np.mgrid[:3, :4].astype(np.float32)
+    assert np.array_equal(fab, np.stack([2 * gx + 1, 2 * gy + 1], -1) * 0.5)
+    assert np.array_equal(fba, -fab)
 
 
 def seed_psnr(scene, frames, e=2.0):
