@@ -37,7 +37,8 @@ import numbers
 import os
 import re
 import tempfile
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -60,6 +61,8 @@ __all__ = [
     "flow_to_color",
     "write_flo",
     "read_flo",
+    "pair_flow_path",
+    "read_pair_flows",
     "cuda_available",
 ]
 
@@ -891,3 +894,78 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
         )
     f = np.frombuffer(data, dtype="<f4", count=2 * w * h, offset=_FLO_HEADER_BYTES)
     return f.reshape(h, w, 2).astype(np.float32)  # copy: native order, writable
+
+
+#: Suffixes of a pair-flow folder's files, in the order they are looked for.
+PAIR_FLOW_SUFFIXES = (".flo", ".npy")
+
+
+def pair_flow_path(folder: str | os.PathLike, a: int, b: int, suffix: str = ".flo") -> Path:
+    """Where a pair-flow folder keeps the flow from frame ``a`` to frame ``b``:
+    ``AAAAAA_BBBBBB.flo`` (or ``.npy``), the video's 0-based frame numbers on six digits.
+
+    ``blursynth flowblur --flows DIR`` reads this layout: flows computed elsewhere (a flow
+    network on a GPU, say), both directions of every pair of consecutive frames used.
+    """
+    if suffix not in PAIR_FLOW_SUFFIXES:
+        raise ParameterError(f"suffix: expected one of {PAIR_FLOW_SUFFIXES}, got {suffix!r}")
+    return Path(folder) / f"{a:06d}_{b:06d}{suffix}"
+
+
+def _read_pair_flow(folder, a: int, b: int, shape: tuple[int, int] | None) -> np.ndarray:
+    for suffix in PAIR_FLOW_SUFFIXES:
+        path = pair_flow_path(folder, a, b, suffix)
+        if path.is_file():
+            break
+    else:
+        raise InputFileError(pair_flow_path(folder, a, b),
+                             f"missing: the flow from frame {a} to frame {b} (.flo or .npy)")
+    if suffix == ".flo":
+        f = read_flo(path)
+    else:
+        try:
+            f = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputFileError(path, f"cannot read .npy file: {e}") from e
+    if f.ndim != 3 or f.shape[2] != 2 or (shape is not None and f.shape[:2] != tuple(shape)):
+        want = "(H, W, 2)" if shape is None else str(tuple(shape) + (2,))
+        raise InputFileError(path, f"expected a {want} flow, got shape {f.shape}")
+    f = np.asarray(f, np.float32)
+    if not np.isfinite(f).all():
+        raise InputFileError(path, "holds NaN or infinite vectors")
+    return f
+
+
+def read_pair_flows(folder: str | os.PathLike, frames: Iterable[int],
+                    shape: tuple[int, int] | None = None
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The flows of consecutive frames, from a pair-flow folder (:func:`pair_flow_path`), one
+    pair at a time, as ``flows=`` of :func:`blursynth.flowblur.flowblur_frames` takes them.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder.
+    frames : iterable of int
+        The video's frame numbers in the order used (``start, start + stride, ...``); it may
+        be endless: a pair is read when it is asked for.
+    shape : (int, int), optional
+        The frames' (height, width), which every flow must have.
+
+    Yields
+    ------
+    (numpy.ndarray, numpy.ndarray)
+        ``(F_ab, F_ba)`` for each pair ``(a, b)`` of consecutive numbers: float32 (H, W, 2)
+        displacements in pixels from frame ``a`` to frame ``b`` and back.
+
+    Raises
+    ------
+    InputFileError
+        A flow file is missing (named by its ``.flo`` path), unreadable, of the wrong shape, or
+        holds NaN or infinite vectors.
+    """
+    it = iter(frames)
+    a = next(it, None)
+    for b in it:
+        yield _read_pair_flow(folder, a, b, shape), _read_pair_flow(folder, b, a, shape)
+        a = b

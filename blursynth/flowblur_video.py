@@ -18,21 +18,23 @@ never leaves a truncated file under a final name.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
 import threading
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
 import cv2
 import numpy as np
 
-from .errors import BlursynthError, ParameterError, VideoError
+from .errors import BlursynthError, InputFileError, ParameterError, VideoError
 from .files import atomic_path, file_identity
-from .flow import flow_to_color, write_flo
+from .flow import flow_to_color, read_pair_flows, write_flo
 from .flowblur import (FlowBlurParams, flow_backend_name, flow_scale_of, flowblur_frames,
                        interp_of, output_size)
 from .log import progress
@@ -143,7 +145,8 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
                    params: FlowBlurParams | None = None, *, start: int = 0,
                    end: int | None = None, stride: int = 1, flow_files: str | None = None,
                    frames: bool = False, subframes: int = 0, quality: int | None = None,
-                   flow_video: bool = True, flow_vis_max: float = 16.0, resume: bool = True,
+                   flow_video: bool = True, flow_vis_max: float = 16.0,
+                   flows: str | os.PathLike | None = None, resume: bool = True,
                    show_progress: bool | None = None) -> dict:
     """Synthesise blurry/sharp videos from one input video.
 
@@ -171,6 +174,12 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         Write ``NAME_flow.mp4``.
     flow_vis_max : float
         Motion (px per input frame) shown at full colour saturation in the flow video.
+    flows : path, optional
+        A pair-flow folder (:func:`blursynth.flow.pair_flow_path`) whose flows replace the
+        backend's: for each pair (a, b) of consecutive input frames used, ``AAAAAA_BBBBBB.flo``
+        and ``BBBBBB_AAAAAA.flo`` (or ``.npy``) in the input's pixels. ``{name}`` in it stands
+        for the input's name without suffix. The flow grid is then full size unless
+        ``params.flow_scale`` is set.
     resume : bool
         Skip the video when the manifest shows it finished with the same parameters and input,
         and its outputs are intact.
@@ -186,7 +195,8 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
     Raises
     ------
     InputFileError, VideoError
-        The input is missing, not a video, or has too few frames for one exposure.
+        The input is missing, not a video, or has too few frames for one exposure; or a flow
+        file of ``flows`` is missing or wrong.
     ParameterError
         Invalid options.
     OutputError
@@ -201,6 +211,12 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         raise ParameterError(f"flow_vis_max: expected > 0 px, got {flow_vis_max}")
     src = Path(input_path)
     info = probe(src)  # fails early, with the file named, on a missing or non-video input
+    if flows is not None:
+        flows = Path(str(flows).replace("{name}", src.stem))
+        if not flows.is_dir():
+            raise InputFileError(flows, "flows: not a folder")
+        if p.flow_scale is None:
+            p = replace(p, flow_scale=1.0)  # as flowblur_frames does with given flows
     paths = output_paths(src, out_dir)
     out = paths["manifest"].parent
     out.mkdir(parents=True, exist_ok=True)
@@ -208,7 +224,8 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
     item = src.stem
     run_params = {**p.to_dict(), "start": start, "end": end, "stride": stride,
                   "flow_files": flow_files, "frames": frames, "subframes": subframes,
-                  "quality": quality, "flow_video": flow_video, "flow_vis_max": flow_vis_max}
+                  "quality": quality, "flow_video": flow_video, "flow_vis_max": flow_vis_max,
+                  "flows": None if flows is None else str(flows)}
     ident = file_identity(src)
     done = manifest.done(item) if resume else None
     if _record_matches(done, run_params, ident):
@@ -231,8 +248,11 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         bar = progress(total=expected, desc=src.name, unit="frame", disable=(
             None if show_progress is None else not show_progress))
         # Closed before the reader whatever happens: it reads the frames in a thread.
+        given = (None if flows is None else
+                 read_pair_flows(flows, itertools.count(start, stride), (info.height, info.width)))
         with closing(flowblur_frames(reader, p, subframes=subframes,
-                                     keep_flow=flow_video or flow_files is not None)) as results:
+                                     keep_flow=flow_video or flow_files is not None,
+                                     flows=given)) as results:
             for r in results:
                 w = r.window
                 rec = base_record(STAGE, f"{item}/{w.index:06d}", {}, None)
@@ -318,7 +338,7 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         "frames_out": n_out,
         "frames_skipped": n_skipped,
         "fps_out": fps,
-        "flow_backend": flow_backend_name(p),
+        "flow_backend": "files" if flows is not None else flow_backend_name(p),
         "flow_scale": flow_scale_of(p, *size_out),
         "interp": interp_of(p, *size_out),
         "seconds": round(elapsed, 3),

@@ -92,6 +92,12 @@ PARAM_HELP = {
               default=default_of(flowblur_video, "flow_files"),
               help="Also write the flow from each centre frame to the next into NAME_flow/: "
                    + "; ".join(f"{k}: {v}" for k, v in FLOW_FORMATS.items()) + ".")
+@click.option("--flows", type=click.Path(path_type=Path), metavar="DIR",
+              help="Use flows computed elsewhere (a flow network on a GPU, say) instead of the "
+                   "--flow backend's: DIR holds AAAAAA_BBBBBB.flo (or .npy), the flow from "
+                   "input frame A to frame B in input pixels, for both directions of every pair "
+                   "of consecutive frames used; {name} in DIR stands for the input's name. The "
+                   "flow is then used at full size unless --flow-scale is given.")
 @click.option("--frames/--no-frames", default=default_of(flowblur_video, "frames"),
               show_default=True, help="Also write NAME_blurry/ and NAME_sharp/ PNG folders.")
 @click.option("--subframes", type=click.IntRange(min=0), metavar="K",
@@ -139,6 +145,7 @@ def flowblur(ctx: click.Context, inputs: tuple[Path, ...], out_dir: Path | None,
       blursynth flowblur clips/ --out data/
       blursynth flowblur gopro240.mp4 --decimate 8 --out data/
       blursynth flowblur a.mp4 --end 60 --quality 23 && blursynth preview a_blurry.mp4
+      blursynth flowblur clips/ --flows raft/{name} --out data/
 
     Exits with status 1 if any video failed (the others are still processed).
     """

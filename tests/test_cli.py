@@ -149,7 +149,8 @@ def test_flowblur_every_option_reaches_the_library(monkeypatch, clip, tmp_path):
         "--min-subframes", "2", "--max-subframes", "8", "--scale", "0.5", "--scene-cut", "0.9",
         "--iters", "3", "--tau", "0.25", "--start", "1", "--end", "5", "--stride", "2",
         "--flow-files", "flo", "--frames", "--subframes", "3", "--quality", "23",
-        "--no-flow-video", "--flow-vis-max", "8", "--no-resume", "--no-progress"])
+        "--no-flow-video", "--flow-vis-max", "8", "--flows", str(tmp_path / "{name}"),
+        "--no-resume", "--no-progress"])
     assert r.exit_code == 0, r.output
     (_, out_dir, params), kwargs = calls[0]
     assert out_dir == tmp_path
@@ -159,8 +160,8 @@ def test_flowblur_every_option_reaches_the_library(monkeypatch, clip, tmp_path):
         flow_scale=0.25, max_step=2.0, min_subframes=2, max_subframes=8, scale=0.5,
         scene_cut=0.9, iters=3, tau=0.25)
     assert kwargs == dict(start=1, end=5, stride=2, flow_files="flo", frames=True, subframes=3,
-                          quality=23, flow_video=False, flow_vis_max=8.0, resume=False,
-                          show_progress=False)
+                          quality=23, flow_video=False, flow_vis_max=8.0,
+                          flows=tmp_path / "{name}", resume=False, show_progress=False)
 
 
 def test_flowblur_exposure_out_of_range_is_a_usage_error(clip):

@@ -2,13 +2,15 @@
 import json
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
 
 import blursynth.flowblur_video as fv
 from blursynth.errors import InputFileError, VideoError
-from blursynth.flow import read_flo
+from blursynth.crf import decode_u8, encode_u8, get_crf
+from blursynth.flow import pair_flow_path, read_flo, write_flo
 from blursynth.flowblur import FlowBlurParams, flowblur_array
 from blursynth.manifest import read_manifest
 from blursynth.scenes import make_scene
@@ -166,3 +168,61 @@ def test_manifest_records_are_json_lines_with_provenance(clip, tmp_path):
     assert video["params"]["crf"] == "gamma:2.2" and video["params"]["exposure"] == 0.8
     assert video["input"]["sha256"] and video["input"]["size"] == clip.stat().st_size
     assert "numpy" in video["versions"] and "opencv" in video["versions"]
+
+
+def _still_flows(folder, pairs, shape, suffix=".flo"):
+    folder.mkdir(parents=True, exist_ok=True)
+    zero = np.zeros(shape + (2,), np.float32)
+    for a, b in pairs:
+        for src, dst in ((a, b), (b, a)):
+            path = pair_flow_path(folder, src, dst, suffix)
+            np.save(path, zero) if suffix == ".npy" else write_flo(path, zero)
+
+
+def test_a_flows_folder_replaces_the_backend_pair_by_pair(clip, clip_frames, tmp_path):
+    # Inputs 1, 3, 5 (stride 2): only the pairs (1, 3) and (3, 5) exist, in both formats.
+    flows = tmp_path / "raft" / "clip"
+    _still_flows(flows, [(1, 3)], (64, 96), ".flo")
+    _still_flows(flows, [(3, 5)], (64, 96), ".npy")
+    rec = fv.flowblur_video(clip, tmp_path / "o", FlowBlurParams(exposure=2.0, min_subframes=4),
+                            start=1, stride=2, flows=tmp_path / "raft" / "{name}")
+    assert rec["flow_backend"] == "files" and rec["flow_scale"] == 1.0
+    assert rec["params"]["flows"] == str(flows)
+    # No motion: each sub-frame is its nearer frame, so with 4 sub-frames per interval the
+    # exposure [1, 5] centred on input 3 weighs inputs 1, 3, 5 by 1/4, 1/2, 1/4 in linear
+    # light; the backend would have blurred the moving objects instead.
+    blurry, _ = read_video(fv.output_paths(clip, tmp_path / "o")["blurry"])
+    lin = decode_u8(clip_frames, get_crf("srgb"))
+    want = encode_u8(0.25 * lin[1] + 0.5 * lin[3] + 0.25 * lin[5], get_crf("srgb"))
+    assert len(blurry) == 1 and np.abs(blurry[0].astype(int) - want).max() <= 1
+    moving = fv.flowblur_video(clip, tmp_path / "dis", FlowBlurParams(exposure=2.0),
+                               start=1, stride=2)
+    assert moving["flow_backend"] == "dis"
+    assert np.abs(read_video(fv.output_paths(clip, tmp_path / "dis")["blurry"])[0][0].astype(int)
+                  - want).max() > 20
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda d: (d / "000002_000001.flo").unlink(),
+     r"000002_000001\.flo: missing: the flow from frame 2 to frame 1"),
+    (lambda d: np.save(d / "000001_000002.npy", np.zeros((64, 95, 2), np.float32))
+     or (d / "000001_000002.flo").unlink(),
+     r"000001_000002\.npy: expected a \(64, 96, 2\) flow, got shape \(64, 95, 2\)"),
+    (lambda d: (d / "000003_000004.flo").write_bytes(b"PIEH"),
+     r"000003_000004\.flo: not a \.flo file"),
+    (lambda d: write_flo(d / "000000_000001.flo", np.full((64, 96, 2), np.inf, np.float32)),
+     r"000000_000001\.flo: holds NaN or infinite"),
+])
+def test_a_bad_flow_file_fails_its_video_by_name_and_leaves_no_output(clip, tmp_path, damage,
+                                                                      match):
+    flows = tmp_path / "flows"
+    _still_flows(flows, [(i, i + 1) for i in range(6)], (64, 96))
+    damage(flows)
+    out = tmp_path / "o"
+    with pytest.raises(InputFileError, match=match):
+        fv.flowblur_video(clip, out, flows=flows)
+    assert not fv.output_paths(clip, out)["blurry"].exists()
+    done, failed = fv.flowblur_videos([clip, tmp_path / "no_such.mp4"], out, flows=flows)
+    assert done == [] and re.search(match, failed[0]["error"]) and "no_such.mp4" in failed[1]["error"]
+    with pytest.raises(InputFileError, match="flows: not a folder"):
+        fv.flowblur_video(clip, out, flows=tmp_path / "nowhere")
