@@ -46,6 +46,7 @@ __all__ = [
     "flow_scale_of",
     "output_size",
     "interp_of",
+    "with_given_flows",
     "Window",
     "BlurFrame",
     "exposure_windows",
@@ -342,6 +343,12 @@ class _GivenFlows:
 
     def close(self) -> None:
         pass
+
+
+def with_given_flows(p: FlowBlurParams) -> FlowBlurParams:
+    """``p`` as it applies to flows the caller gives: the flow grid full size unless
+    ``p.flow_scale`` is set (a coarser grid would give away the flows' detail)."""
+    return p if p.flow_scale is not None else replace(p, flow_scale=1.0)
 
 
 @dataclass(frozen=True)
@@ -705,8 +712,8 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
     close the generator to stop it early.
     """
     p = params or FlowBlurParams()
-    if flows is not None and p.flow_scale is None:
-        p = replace(p, flow_scale=1.0)  # a coarser grid would give away the flows' detail
+    if flows is not None:
+        p = with_given_flows(p)
     crf = get_crf(p.crf)
     h_exp = p.exposure * p.decimate / 2.0
     c0 = int(math.ceil(h_exp - 1e-9))

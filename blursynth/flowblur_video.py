@@ -25,7 +25,6 @@ import queue
 import threading
 import time
 from contextlib import closing
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -36,7 +35,7 @@ from .errors import BlursynthError, InputFileError, ParameterError, VideoError
 from .files import atomic_path, file_identity
 from .flow import flow_to_color, read_pair_flows, write_flo
 from .flowblur import (FlowBlurParams, flow_backend_name, flow_scale_of, flowblur_frames,
-                       interp_of, output_size)
+                       interp_of, output_size, with_given_flows)
 from .log import progress
 from .manifest import Manifest, base_record
 from .video import VideoReader, VideoWriter, probe
@@ -215,8 +214,7 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         flows = Path(str(flows).replace("{name}", src.stem))
         if not flows.is_dir():
             raise InputFileError(flows, "flows: not a folder")
-        if p.flow_scale is None:
-            p = replace(p, flow_scale=1.0)  # as flowblur_frames does with given flows
+        p = with_given_flows(p)  # so the record says which grid ran
     paths = output_paths(src, out_dir)
     out = paths["manifest"].parent
     out.mkdir(parents=True, exist_ok=True)
