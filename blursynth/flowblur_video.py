@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import BlursynthError, InputFileError, ParameterError, VideoError
 from .files import atomic_path, file_identity
-from .flow import flow_to_color, read_pair_flows, write_flo
+from .flow import flow_to_color, pair_flows_stamp, read_pair_flows, write_flo
 from .flowblur import (FlowBlurParams, flow_backend_name, flow_scale_of, flowblur_frames,
                        interp_of, output_size, with_given_flows)
 from .log import progress
@@ -180,8 +180,9 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
         for the input's name without suffix. The flow grid is then full size unless
         ``params.flow_scale`` is set.
     resume : bool
-        Skip the video when the manifest shows it finished with the same parameters and input,
-        and its outputs are intact.
+        Skip the video when the manifest shows it finished with the same parameters and input
+        (and, with ``flows``, flow files of the same names, sizes and modification times:
+        :func:`blursynth.flow.pair_flows_stamp`), and its outputs are intact.
     show_progress : bool or None
         Progress bar (None: when logging is not quiet and stderr is a terminal).
 
@@ -223,7 +224,9 @@ def flowblur_video(input_path: str | os.PathLike, out_dir: str | os.PathLike | N
     run_params = {**p.to_dict(), "start": start, "end": end, "stride": stride,
                   "flow_files": flow_files, "frames": frames, "subframes": subframes,
                   "quality": quality, "flow_video": flow_video, "flow_vis_max": flow_vis_max,
-                  "flows": None if flows is None else str(flows)}
+                  "flows": None if flows is None else str(flows),
+                  # replaced flow files in the same folder must not pass for the ones used
+                  "flows_stamp": None if flows is None else pair_flows_stamp(flows)}
     ident = file_identity(src)
     done = manifest.done(item) if resume else None
     if _record_matches(done, run_params, ident):

@@ -202,6 +202,28 @@ def test_a_flows_folder_replaces_the_backend_pair_by_pair(clip, clip_frames, tmp
                   - want).max() > 20
 
 
+def test_resume_notices_replaced_flow_files(clip, tmp_path):
+    flows, out = tmp_path / "flows", tmp_path / "o"
+    pairs = [(i, i + 1) for i in range(4)]
+    _still_flows(flows, pairs, (64, 96))
+    kw = dict(params=FlowBlurParams(exposure=2.0), end=4, flows=flows)
+    first = fv.flowblur_video(clip, out, **kw)
+    blurry = fv.output_paths(clip, out)["blurry"]
+    still = blurry.read_bytes()
+    assert fv.flowblur_video(clip, out, **kw)["resumed"] is True
+    # The same folder, the same names, new contents (a pan of 3 px per frame): a re-run must
+    # use them, not resume on the old output.
+    pan = np.zeros((64, 96, 2), np.float32)
+    for a, b in pairs:
+        pan[..., 0] = 3.0 * (b - a)
+        write_flo(pair_flow_path(flows, a, b), pan)
+        pan[..., 0] = 3.0 * (a - b)
+        write_flo(pair_flow_path(flows, b, a), pan)
+    again = fv.flowblur_video(clip, out, **kw)
+    assert again["resumed"] is False and again["params"]["flows_stamp"] != first["params"]["flows_stamp"]
+    assert blurry.read_bytes() != still
+
+
 @pytest.mark.parametrize("damage,match", [
     (lambda d: (d / "000002_000001.flo").unlink(),
      r"000002_000001\.flo: missing: the flow from frame 2 to frame 1"),
