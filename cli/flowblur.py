@@ -93,8 +93,8 @@ PARAM_HELP = {
               help="Also write the flow from each centre frame to the next into NAME_flow/: "
                    + "; ".join(f"{k}: {v}" for k, v in FLOW_FORMATS.items()) + ".")
 @click.option("--flows", type=click.Path(path_type=Path), metavar="DIR",
-              help="Use flows computed elsewhere (a flow network on a GPU, say) instead of the "
-                   "--flow backend's: DIR holds AAAAAA_BBBBBB.flo (or .npy), the flow from "
+              help="Use flows computed elsewhere (by `blursynth flow`, or a flow network on a "
+                   "GPU, say) instead of the --flow backend's: DIR holds AAAAAA_BBBBBB.flo (or .npy), the flow from "
                    "input frame A to frame B in input pixels, for both directions of every pair "
                    "of consecutive frames used; {name} in DIR stands for the input's name. The "
                    "flow is then used at full size unless --flow-scale is given.")

@@ -17,6 +17,7 @@ from blursynth.log import setup_logging
 COMMANDS = {
     "demo": "blursynth_cli.demo:demo",
     "fetch": "blursynth_cli.fetch:fetch",
+    "flow": "blursynth_cli.flow:flow",
     "flowblur": "blursynth_cli.flowblur:flowblur",
     "preview": "blursynth_cli.preview:preview",
     "segblur": "blursynth_cli.segblur:segblur",
@@ -67,6 +68,8 @@ def blursynth(ctx: click.Context, verbose: int, quiet: bool) -> None:
                                           a preview sheet and the error against the truth)
     Pipeline:    blursynth fetch URL... --out videos/
                  blursynth flowblur videos/ --out clips/      (blur from video)
+                 blursynth flow videos/ --out flows/   (optional: flow once for several
+                      flowblur runs, each with --flows flows/{name})
                  blursynth segblur --coco ANN --images DIR --out pairs/   (blur from photos)
                  blursynth shake clips/ --out shaken/          (optional camera shake)
                  blursynth pack clips/ --lmdb train.lmdb       (or --layout NAME OUT)

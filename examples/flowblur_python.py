@@ -9,6 +9,7 @@ import numpy as np
 
 from blursynth.crf import encode_u8, get_crf
 from blursynth.flowblur import FlowBlurParams, flowblur_array
+from blursynth.flow_video import pair_flows_video
 from blursynth.flowblur_video import flowblur_video
 from blursynth.scenes import make_scene
 from blursynth.video import write_video
@@ -33,3 +34,10 @@ for b, w in zip(blurry, windows):
 write_video(out / "rotation.mp4", frames, fps=30)
 record = flowblur_video(out / "rotation.mp4", out, params, flow_files="npy")
 print("wrote", ", ".join(record["outputs"]), "and", out / "flowblur.jsonl")
+
+# The flow once, the blur twice: pair-flow files (blursynth flow) that flowblur reads back.
+pair_flows_video(out / "rotation.mp4", out / "flows")
+for e in (0.5, 2.0):
+    record = flowblur_video(out / "rotation.mp4", out / f"exposure{e:g}",
+                            FlowBlurParams(exposure=e), flows=out / "flows" / "{name}")
+    print(f"exposure {e:g}: {record['frames_out']} frames, flow from", record["params"]["flows"])
