@@ -30,6 +30,27 @@ progress_option = click.option(
     help="Progress bar. Default: when stderr is a terminal and not -q.")
 
 
+def frame_range_options(func: Callable, stride_help: str = "Use every N-th input frame."
+                        ) -> Callable:
+    """Decorator adding ``--start``, ``--end`` and ``--stride`` (the input frames used), with
+    the defaults of library function ``func``."""
+    options = [
+        click.option("--start", type=click.IntRange(min=0), default=default_of(func, "start"),
+                     show_default=True, help="First input frame used."),
+        click.option("--end", type=click.IntRange(min=1), default=default_of(func, "end"),
+                     help="Input frame to stop before (exclusive). Default: the end of the "
+                          "video."),
+        click.option("--stride", type=click.IntRange(min=1), default=default_of(func, "stride"),
+                     show_default=True, help=stride_help),
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
 def dataclass_options(cls: type, helps: dict[str, str],
                       types: dict[str, click.ParamType] | None = None) -> Callable:
     """Decorator adding one ``--field-name`` option per field of dataclass ``cls``.

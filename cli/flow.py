@@ -11,7 +11,8 @@ from blursynth.flow import BACKENDS, DIS_PRESETS
 from blursynth.flow_video import FILES_DIS_PRESET, FORMATS, flows_folder, pair_flows_video, \
     pair_flows_videos
 
-from .common import default_of, expand_inputs, progress_option, VIDEO_SUFFIXES
+from .common import (VIDEO_SUFFIXES, default_of, expand_inputs, frame_range_options,
+                     progress_option)
 
 SHORT = "Optical flow of videos, both ways between consecutive frames, as .flo/.npy files."
 
@@ -35,14 +36,7 @@ SHORT = "Optical flow of videos, both ways between consecutive frames, as .flo/.
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)),
               default=default_of(pair_flows_video, "fmt"), show_default=True,
               help="; ".join(f"{k}: {v}" for k, v in FORMATS.items()) + ".")
-@click.option("--start", type=click.IntRange(min=0),
-              default=default_of(pair_flows_video, "start"), show_default=True,
-              help="First input frame used.")
-@click.option("--end", type=click.IntRange(min=1), default=default_of(pair_flows_video, "end"),
-              help="Input frame to stop before (exclusive). Default: the end of the video.")
-@click.option("--stride", type=click.IntRange(min=1),
-              default=default_of(pair_flows_video, "stride"), show_default=True,
-              help="Use every N-th input frame.")
+@frame_range_options(pair_flows_video)
 @click.option("--resume/--no-resume", default=default_of(pair_flows_video, "resume"),
               show_default=True,
               help="Skip videos, and pairs of an interrupted run, that the manifest shows done "

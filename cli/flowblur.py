@@ -12,7 +12,7 @@ from blursynth.flowblur import INTERPOLATORS, FlowBlurParams
 from blursynth.flowblur_video import FLOW_FORMATS, flowblur_video, flowblur_videos, output_paths
 
 from .common import (VIDEO_SUFFIXES, build, dataclass_options, default_of, expand_inputs,
-                     progress_option)
+                     frame_range_options, progress_option)
 
 _D = FlowBlurParams()
 
@@ -81,13 +81,8 @@ PARAM_HELP = {
     "flow_scale": click.FloatRange(0, 1, min_open=True),
     "interp": click.Choice(list(INTERPOLATORS)),
 })
-@click.option("--start", type=click.IntRange(min=0), default=default_of(flowblur_video, "start"),
-              show_default=True, help="First input frame used.")
-@click.option("--end", type=click.IntRange(min=1), default=default_of(flowblur_video, "end"),
-              help="Input frame to stop before (exclusive). Default: the end of the video.")
-@click.option("--stride", type=click.IntRange(min=1),
-              default=default_of(flowblur_video, "stride"), show_default=True,
-              help="Use every N-th input frame (exposure is then measured in these frames).")
+@frame_range_options(flowblur_video, "Use every N-th input frame (exposure is then measured "
+                                     "in these frames).")
 @click.option("--flow-files", type=click.Choice(list(FLOW_FORMATS)),
               default=default_of(flowblur_video, "flow_files"),
               help="Also write the flow from each centre frame to the next into NAME_flow/: "

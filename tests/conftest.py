@@ -4,6 +4,8 @@ import logging
 import pytest
 
 from blursynth import log as bslog
+from blursynth.scenes import make_scene
+from blursynth.video import write_video
 
 
 @pytest.fixture
@@ -15,3 +17,16 @@ def restore_logger():
     logger.setLevel(saved[0])
     logger.handlers[:] = saved[1]
     bslog._quiet = saved[2]
+
+
+@pytest.fixture
+def bad_videos(tmp_path):
+    """name -> path of inputs a video stage must refuse by name: text, empty, one frame, missing."""
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 50)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    one = tmp_path / "one.mp4"
+    write_video(one, make_scene("translation", (32, 48), 1.0).frames(1), 24)
+    return {"notes.mp4": text, "empty.mp4": empty, "one.mp4": one,
+            "missing.mp4": tmp_path / "missing.mp4"}

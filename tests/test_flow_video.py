@@ -133,14 +133,8 @@ def test_a_full_disk_fails_the_video_by_name_and_keeps_the_pairs_written(clip, t
     assert fv.pair_flows_video(clip, out)["pairs_computed"] == 5
 
 
-def test_bad_inputs_are_named_and_the_batch_goes_on(clip, tmp_path):
-    text = tmp_path / "notes.mp4"
-    text.write_text("not a video at all\n" * 50)
-    empty = tmp_path / "empty.mp4"
-    empty.write_bytes(b"")
-    one = tmp_path / "one.mp4"
-    write_video(one, make_scene("translation", (32, 48), 1.0).frames(1), 24)
-    missing = tmp_path / "missing.mp4"
+def test_bad_inputs_are_named_and_the_batch_goes_on(clip, tmp_path, bad_videos):
+    text, empty, one, missing = bad_videos.values()
     done, failed = fv.pair_flows_videos([text, clip, empty, one, missing], tmp_path / "f",
                                         end=4)
     assert [d["item"] for d in done] == ["pan"] and len(done[0]["pairs"]) == 3

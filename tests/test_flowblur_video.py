@@ -124,14 +124,8 @@ def test_interrupt_in_the_driver_stops_the_read_ahead_thread(clip, tmp_path, mon
     assert sorted(os.listdir(tmp_path / "out")) == []
 
 
-def test_bad_inputs_are_named_and_the_batch_goes_on(clip, tmp_path):
-    text = tmp_path / "notes.mp4"
-    text.write_text("not a video at all\n" * 50)
-    empty = tmp_path / "empty.mp4"
-    empty.write_bytes(b"")
-    one = tmp_path / "one.mp4"
-    write_video(one, make_scene("translation", (32, 48), 1.0).frames(1), 24)
-    missing = tmp_path / "missing.mp4"
+def test_bad_inputs_are_named_and_the_batch_goes_on(clip, tmp_path, bad_videos):
+    text, empty, one, missing = bad_videos.values()
     out = tmp_path / "out"
     done, failed = fv.flowblur_videos([text, clip, empty, one, missing], out)
     assert [d["item"] for d in done] == ["clip"]
