@@ -33,6 +33,7 @@ Backends (see :data:`BACKENDS`):
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import numbers
 import os
@@ -66,6 +67,7 @@ __all__ = [
     "read_pair_flows",
     "pair_flows_stamp",
     "cuda_available",
+    "runs_as",
 ]
 
 #: Backend name -> one-line description (for ``--help`` texts).
@@ -430,6 +432,21 @@ def cuda_available() -> bool:
         return int(count()) > 0
     except Exception:  # cv2.error from a broken driver/runtime: treat as "no CUDA"
         return False
+
+
+def runs_as(name: str, *, warn: bool = False) -> str:
+    """The backend that runs for backend ``name``: ``auto`` resolved, and ``cuda`` where it
+    cannot run (:func:`cuda_available`) replaced by ``dis``, the CPU default, with a warning
+    logged if ``warn``. Other names are returned as they are."""
+    if name not in ("auto", "cuda"):
+        return name
+    if cuda_available():
+        return "cuda"
+    if warn and name == "cuda":
+        logging.getLogger("blursynth").warning(
+            "flow 'cuda': the installed OpenCV has no CUDA support (or sees no GPU); using dis, "
+            "the CPU default")
+    return "dis"
 
 
 def _opencv_built_with_cuda() -> bool:

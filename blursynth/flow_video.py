@@ -26,8 +26,8 @@ import numpy as np
 
 from .errors import BlursynthError, ParameterError, VideoError
 from .files import atomic_path, file_identity
-from .flow import (BACKENDS, DIS_PRESETS, PAIR_FLOW_SUFFIXES, compute_flow, cuda_available,
-                   get_backend, pair_flow_path, to_grey, write_flo)
+from .flow import (BACKENDS, DIS_PRESETS, PAIR_FLOW_SUFFIXES, compute_flow, get_backend,
+                   pair_flow_path, runs_as, to_grey, write_flo)
 from .log import progress
 from .manifest import Manifest, base_record
 from .video import VideoReader, probe
@@ -52,23 +52,16 @@ def flows_folder(input_path: str | os.PathLike, out_dir: str | os.PathLike | Non
     return out / src.stem, out / "flow.jsonl"
 
 
-def _backend(flow: str, preset: str | None):
+def _resolve(flow: str, preset: str | None, warn: bool = False) -> tuple[str, str | None]:
+    """The backend that runs for ``flow`` (:func:`blursynth.flow.runs_as`) and its preset."""
     if flow not in BACKENDS:
         raise ParameterError(f"flow: expected one of {', '.join(BACKENDS)}, got {flow!r}")
     if preset is not None and preset not in DIS_PRESETS:
         raise ParameterError(f"preset: expected one of {', '.join(DIS_PRESETS)}, got {preset!r}")
-    name = flow
-    if flow in ("auto", "cuda"):
-        name = "cuda" if cuda_available() else "dis"
-        if flow == "cuda" and name != "cuda":
-            log.warning("flow 'cuda': the installed OpenCV has no CUDA support (or sees no GPU); "
-                        "using dis, the CPU default")
+    name = runs_as(flow, warn=warn)
     if preset is not None and name != "dis":
         raise ParameterError(f"preset: only the dis backend takes one (flow is {name!r})")
-    if name == "dis":
-        preset = preset or FILES_DIS_PRESET
-        return name, preset, get_backend(name, preset=preset)
-    return name, None, get_backend(name)
+    return name, (preset or FILES_DIS_PRESET) if name == "dis" else None
 
 
 def _check(fmt: str, scale: float, start: int, end: int | None, stride: int) -> None:
@@ -154,7 +147,8 @@ def pair_flows_video(input_path: str | os.PathLike, out_dir: str | os.PathLike |
     _check(fmt, scale, start, end, stride)
     src = Path(input_path)
     info = probe(src)  # fails early, with the file named, on a missing or non-video input
-    name, preset, backend = _backend(flow, preset)
+    name, preset = _resolve(flow, preset, warn=True)
+    backend = get_backend(name, **({"preset": preset} if preset else {}))
     folder, manifest_path = flows_folder(src, out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(manifest_path)
@@ -163,20 +157,19 @@ def pair_flows_video(input_path: str | os.PathLike, out_dir: str | os.PathLike |
               "format": fmt, "start": start, "end": end, "stride": stride}
     ident = file_identity(src)
 
-    def same(rec: dict | None) -> bool:  # made with these options from this input
-        return (rec is not None and rec.get("params") == params
+    def same(rec: dict) -> bool:  # made with these options from this input
+        return (rec.get("params") == params
                 and rec.get("input", {}).get("sha256") == ident["sha256"])
 
-    if resume:
-        done = manifest.done(item)
-        if same(done) and all(_pair_done({"files": files}, folder, tuple(files))
-                              for files in done.get("pairs", {}).values()):
-            log.info("%s: already done (manifest %s), skipping", src, manifest_path)
-            return {**done, "resumed": True}
-        old = {r["item"]: r for r in manifest.records()
-               if r.get("status") == "ok" and r.get("stage") == STAGE and same(r)}
-    else:
-        old = {}
+    # The last success of each item (the video, and each of its pairs) made as now asks.
+    old = {r["item"]: r for r in (manifest.records() if resume else [])
+           if r.get("status") == "ok" and r.get("stage") == STAGE}
+    old = {k: r for k, r in old.items() if same(r)}
+    done = old.get(item)
+    if done and all(_pair_done({"files": files}, folder, tuple(files))
+                    for files in done.get("pairs", {}).values()):
+        log.info("%s: already done (manifest %s), skipping", src, manifest_path)
+        return {**done, "resumed": True}
 
     t0 = time.perf_counter()
     reader = VideoReader(src, start=start, end=end, stride=stride)
@@ -240,7 +233,7 @@ def pair_flows_videos(inputs: Iterable[str | os.PathLike], out_dir: str | os.Pat
     defaults = inspect.signature(pair_flows_video).parameters
     _check(*(kwargs.get(k, defaults[k].default)
              for k in ("fmt", "scale", "start", "end", "stride")))
-    _backend(kwargs.get("flow", defaults["flow"].default), kwargs.get("preset"))
+    _resolve(kwargs.get("flow", defaults["flow"].default), kwargs.get("preset"))
     done, failed = [], []
     for path in inputs:
         try:

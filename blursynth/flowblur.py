@@ -14,7 +14,6 @@ in :mod:`blursynth.flowblur_video` reads, writes and records.
 from __future__ import annotations
 
 import collections
-import logging
 import math
 import queue
 import threading
@@ -35,9 +34,8 @@ from blursynth_ext.warpsum import SEGMENT
 
 from .crf import CRF, decode_u8, get_crf
 from .errors import ParameterError
-from .flow import BACKENDS, DIS_PRESETS, cuda_available, get_backend, to_grey
+from .flow import BACKENDS, DIS_PRESETS, get_backend, runs_as, to_grey
 
-log = logging.getLogger("blursynth")
 
 __all__ = [
     "FlowBlurParams",
@@ -241,9 +239,7 @@ def interp_of(p: FlowBlurParams, height: int, width: int) -> str:
 
 def flow_backend_name(p: FlowBlurParams) -> str:
     """The backend that runs for ``p``: ``auto`` resolved, ``cuda`` without CUDA -> ``dis``."""
-    if p.flow in ("auto", "cuda"):
-        return "cuda" if cuda_available() else "dis"
-    return p.flow
+    return runs_as(p.flow)
 
 
 def flow_backend(p: FlowBlurParams, grid: tuple[int, int] | None = None,
@@ -255,10 +251,7 @@ def flow_backend(p: FlowBlurParams, grid: tuple[int, int] | None = None,
     (:func:`flow_backend_name` says which one runs; the driver records it). A preset given
     with ``cuda`` applies to that fallback only.
     """
-    name = flow_backend_name(p)
-    if p.flow == "cuda" and name != "cuda":
-        log.warning("flow 'cuda': the installed OpenCV has no CUDA support (or sees no GPU); "
-                    "using dis, the CPU default")
+    name = runs_as(p.flow, warn=True)
     if name == "dis":
         if p.flow_preset is not None:
             return get_backend("dis", preset=p.flow_preset)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 import blursynth.flow_video as fv
 from blursynth.crf import encode_u8, get_crf
 from blursynth.errors import InputFileError, OutputError, VideoError
-from blursynth.flow import read_pair_flows
+from blursynth.flow import cuda_available, read_pair_flows
 from blursynth.flowblur import FlowBlurParams
 from blursynth.flowblur_video import flowblur_video, output_paths
 from blursynth.manifest import read_manifest
@@ -174,3 +174,11 @@ def test_command_line(clip, tmp_path):
     res = runner.invoke(cli, ["flow", str(bad), str(clip), "--out", str(tmp_path / "f"),
                               "--end", "3", "--flow-scale", "0.5", "--no-progress"])
     assert res.exit_code == 1 and "bad.mp4" in res.output and "already done" in res.output
+
+
+@pytest.mark.skipif(cuda_available(), reason="OpenCV runs CUDA here")
+def test_cuda_without_cuda_runs_dis_and_says_so(clip, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="blursynth"):
+        rec = fv.pair_flows_video(clip, tmp_path / "f", flow="cuda", end=3)
+    assert rec["params"]["flow"] == "dis" and rec["params"]["preset"] == "medium"
+    assert any("no CUDA support" in m and "using dis" in m for m in caplog.messages)
