@@ -29,7 +29,7 @@ from .files import atomic_path, file_identity
 from .flow import (BACKENDS, DIS_PRESETS, PAIR_FLOW_SUFFIXES, compute_flow, get_backend,
                    pair_flow_path, runs_as, to_grey, write_flo)
 from .log import progress
-from .manifest import Manifest, base_record
+from .manifest import Manifest, base_record, record_failure
 from .video import VideoReader, probe
 
 __all__ = ["pair_flows_video", "pair_flows_videos", "flows_folder", "FORMATS"]
@@ -241,12 +241,5 @@ def pair_flows_videos(inputs: Iterable[str | os.PathLike], out_dir: str | os.Pat
         except BlursynthError as e:
             log.error("%s", e)
             failed.append({"input": str(path), "error": str(e)})
-            manifest_path = flows_folder(path, out_dir)[1]
-            try:
-                manifest_path.parent.mkdir(parents=True, exist_ok=True)
-                rec = base_record(STAGE, Path(path).stem, {}, None)
-                rec.update({"status": "failed", "input": {"path": str(path)}, "error": str(e)})
-                Manifest(manifest_path).append(rec)
-            except (OSError, BlursynthError) as e2:  # the manifest itself is unwritable
-                log.error("could not record the failure: %s", e2)
+            record_failure(flows_folder(path, out_dir)[1], STAGE, path, {}, e)
     return done, failed

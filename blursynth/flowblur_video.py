@@ -37,7 +37,7 @@ from .flow import flow_to_color, pair_flows_stamp, read_pair_flows, write_flo
 from .flowblur import (FlowBlurParams, flow_backend_name, flow_scale_of, flowblur_frames,
                        interp_of, output_size, with_given_flows)
 from .log import progress
-from .manifest import Manifest, base_record
+from .manifest import Manifest, base_record, record_failure
 from .video import VideoReader, VideoWriter, probe
 
 __all__ = ["flowblur_video", "flowblur_videos", "output_paths", "FLOW_FORMATS"]
@@ -377,13 +377,6 @@ def flowblur_videos(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathL
         except BlursynthError as e:
             log.error("%s", e)
             failed.append({"input": str(path), "error": str(e)})
-            paths = output_paths(path, out_dir)
-            try:
-                paths["manifest"].parent.mkdir(parents=True, exist_ok=True)
-                rec = base_record(STAGE, Path(path).stem,
-                                  (params or FlowBlurParams()).to_dict(), None)
-                rec.update({"status": "failed", "input": {"path": str(path)}, "error": str(e)})
-                Manifest(paths["manifest"]).append(rec)
-            except (OSError, BlursynthError) as e2:  # the manifest itself is unwritable
-                log.error("could not record the failure: %s", e2)
+            record_failure(output_paths(path, out_dir)["manifest"], STAGE, path,
+                           (params or FlowBlurParams()).to_dict(), e)
     return done, failed

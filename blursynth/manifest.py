@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputFileError, ParameterError
+from .errors import BlursynthError, InputFileError, ParameterError
 from .files import output_error
 
 try:  # POSIX: serialise appends from several processes
@@ -28,7 +28,8 @@ try:  # POSIX: serialise appends from several processes
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["Manifest", "read_manifest", "run_manifest", "base_record", "versions", "STATUSES"]
+__all__ = ["Manifest", "read_manifest", "run_manifest", "base_record", "record_failure",
+           "versions", "STATUSES"]
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +360,21 @@ def run_manifest(path: str | os.PathLike, params: Mapping, seed: int | None, *,
                 f"{out or p.parent}: holds {what} made with another seed or other parameters (see "
                 f"{p}); pass overwrite (--overwrite) or choose another output")
     return manifest
+
+
+def record_failure(path: str | os.PathLike, stage: str, input_path: str | os.PathLike,
+                   params: Mapping, error: BaseException) -> None:
+    """Append a ``"failed"`` record for an input of a batch (item: its name without suffix).
+
+    A manifest that cannot be written is logged, not raised: the batch goes on either way.
+    """
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        rec = base_record(stage, Path(input_path).stem, params, None)
+        rec.update({"status": "failed", "input": {"path": str(input_path)}, "error": str(error)})
+        Manifest(path).append(rec)
+    except (OSError, BlursynthError) as e:  # the manifest itself is unwritable
+        log.error("could not record the failure: %s", e)
 
 
 def base_record(stage: str, item: str, params: Mapping, seed: int | None) -> dict:

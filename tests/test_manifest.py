@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from blursynth.errors import InputFileError, ParameterError
-from blursynth.manifest import Manifest, base_record, read_manifest, versions
+from blursynth.manifest import Manifest, base_record, read_manifest, record_failure, versions
 
 
 def rec(item, status="ok", **kw):
@@ -167,3 +167,17 @@ def test_run_manifest_refuses_to_mix_runs(tmp_path):
     with pytest.raises(ParameterError, match="other parameters"):
         run_manifest(path, {"k": 4}, 7)
     assert run_manifest(path, {"k": 4}, 7, overwrite=True).records() == []
+
+
+def test_record_failure_appends_a_failed_record_and_never_raises(tmp_path, caplog):
+    path = tmp_path / "out" / "stage.jsonl"
+    record_failure(path, "flow", tmp_path / "clip.mp4", {"k": 1}, ValueError("broken"))
+    (rec,) = read_manifest(path)
+    assert (rec["stage"], rec["item"], rec["status"], rec["error"]) == ("flow", "clip", "failed",
+                                                                        "broken")
+    assert rec["params"] == {"k": 1} and rec["input"] == {"path": str(tmp_path / "clip.mp4")}
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # its "folder" cannot be made
+    with caplog.at_level(logging.ERROR, logger="blursynth"):
+        record_failure(blocker / "stage.jsonl", "flow", "a.mp4", {}, ValueError("x"))
+    assert any("could not record the failure" in m for m in caplog.messages)
