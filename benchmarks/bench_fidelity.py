@@ -2,7 +2,7 @@
 
 Standalone (no pytest)::
 
-    .venv/bin/python benchmarks/bench_fidelity.py [--size 360x640] [--frames 5]
+    .venv/bin/python benchmarks/bench_fidelity.py [--size 360x640] [--frames 5] [--lead-in 0]
         [--scenes translation,rotation_zoom,occlusion,fast]
 
 Each scene (:mod:`blursynth.scenes`: real photos moved by known motions) is rendered as
@@ -11,6 +11,9 @@ frame centred on t = 1 .. frames - 2 is compared with the scene integrated over 
 window at high temporal resolution (``Scene.blur``'s sampling: renders no more than 0.1 px
 apart, averaged in linear light; sRGB-encoded to 8 bits with rounding; see
 :func:`ground_truth`). Everything stays in memory and lossless (no video encoding).
+``--lead-in K`` renders K more frames before t = 0 that every method sees but that are not
+scored: the first scored window then has a frame before its first pair, as every window but a
+clip's first does (snapping matches points about to be covered in that frame).
 
 Scenes (motion in px per frame at the fastest point): ``translation`` 8, ``rotation_zoom`` 8
 (at the frame corners), ``occlusion`` 8 (two discs crossing over a panning background),
@@ -21,9 +24,10 @@ Methods:
 - ``ours`` at e = 1 and e = 2: :func:`blursynth.flowblur.flowblur_array` with default
   :class:`~blursynth.flowblur.FlowBlurParams` (only the exposure changed), against the ground
   truth at the same exposure; ``ours refined`` adds ``--refine-boundaries``, ``ours
-  unsnapped`` turns ``--snap-boundaries`` off (:data:`VARIANTS`); ``ours, exact flow`` is
-  given the scene's exact flow (``flows=``: a full-size flow grid; no snapping; 2 fixed-point
-  iterations), the synthesis's own ceiling.
+  unsnapped`` turns ``--snap-boundaries`` off, ``ours, deepflow`` is the slow, accurate
+  command line ``--flow deepflow --flow-scale 1 --iters 2`` (:data:`VARIANTS`); ``ours,
+  exact flow`` is given the scene's exact flow (``flows=``: a full-size flow grid; no
+  snapping; 2 fixed-point iterations), the synthesis's own ceiling.
 - ``seed``: :func:`blursynth.compat.synthblur_frames`, the original synthblur tool's blur,
   whose effective exposure is 2 frame intervals, against the ground truth at e = 2; once with
   the original's arithmetic (``seed_rounding=True``, the faithful reproduction) and once with
@@ -72,8 +76,12 @@ GOAL_MEAN = 48.0
 GOAL_TILE = 36.0
 GOAL_MARGIN = 10.0
 #: Our method's rows: label -> FlowBlurParams options besides the exposure.
+DEEPFLOW = "ours, deepflow"
 VARIANTS = {"ours": {}, "ours refined": {"refine_boundaries": True},
             "ours unsnapped": {"snap_boundaries": False},
+            # Slow and accurate (about 5 s of flow per pair at 720p): DeepFlow on a full-size
+            # grid, 2 fixed-point iterations.
+            DEEPFLOW: {"flow": "deepflow", "flow_scale": 1.0, "iters": 2},
             # The synthesis given the scene's exact flow (on a full-size grid, which given flows
             # get): what a perfect flow would reach.
             "ours, exact flow": {"snap_boundaries": False, "iters": 2}}
@@ -128,8 +136,13 @@ def score(outputs: dict[int, np.ndarray], truth: dict[int, np.ndarray]) -> tuple
     return float(np.mean(frame)), float(np.min(tiles))
 
 
-def run_scene(name: str, size: tuple[int, int], n_frames: int) -> tuple[list[tuple], dict]:
-    """Every method on one scene: table rows and timings (seconds)."""
+def run_scene(name: str, size: tuple[int, int], n_frames: int,
+              lead_in: int = 0) -> tuple[list[tuple], dict]:
+    """Every method on one scene: table rows and timings (seconds).
+
+    ``lead_in`` frames at t = -lead_in .. -1 are rendered before the clip and given to every
+    method but not scored, so the first scored window's first pair has a frame before it.
+    """
     kind, speed = SCENES[name]
     scene = make_scene(kind, size=size, speed=speed)
     crf = get_crf(scene.crf)
@@ -137,12 +150,12 @@ def run_scene(name: str, size: tuple[int, int], n_frames: int) -> tuple[list[tup
     times = {}
 
     t0 = time.perf_counter()
-    frames = scene.frames(n_frames)
+    frames = scene.frames(n_frames + lead_in, t0=-lead_in)
     truth = ground_truth(scene, centres, crf)
     times["ground truth"] = time.perf_counter() - t0
 
-    exact = [(scene.true_flow(i, i + 1, EXACT_COVER), scene.true_flow(i + 1, i, EXACT_COVER))
-             for i in range(n_frames - 1)]
+    exact = [(scene.true_flow(t, t + 1, EXACT_COVER), scene.true_flow(t + 1, t, EXACT_COVER))
+             for t in range(-lead_in, n_frames - 1)]
     results: list[tuple[str, float, float, float]] = []  # method, exposure, mean, worst tile
     for label, options in VARIANTS.items():
         for e in (1.0, 2.0):
@@ -150,7 +163,8 @@ def run_scene(name: str, size: tuple[int, int], n_frames: int) -> tuple[list[tup
             blurry, _, windows = flowblur_array(frames, FlowBlurParams(exposure=e, **options),
                                                 flows=exact if label == EXACT else None)
             times[f"{label} e={e:g}"] = time.perf_counter() - t0
-            out = {w.centre: b for w, b in zip(windows, blurry) if w.centre in truth[e]}
+            out = {w.centre - lead_in: b for w, b in zip(windows, blurry)
+                   if w.centre - lead_in in truth[e]}
             if sorted(out) != centres:
                 raise RuntimeError(f"{name}: {label} e={e}: expected centres {centres}, "
                                    f"got {sorted(out)}")
@@ -160,12 +174,12 @@ def run_scene(name: str, size: tuple[int, int], n_frames: int) -> tuple[list[tup
         t0 = time.perf_counter()
         blurry, _ = synthblur_frames(frames, seed_rounding=rounding)
         times[label] = time.perf_counter() - t0
-        # Output i is centred on input i + 1.
-        out = {i + 1: b for i, b in enumerate(blurry)}
+        # Output i is centred on input i + 1, at t = i + 1 - lead_in.
+        out = {i + 1 - lead_in: b for i, b in enumerate(blurry) if i + 1 - lead_in in centres}
         results.append((label, SEED_EXPOSURE, *score(out, truth[SEED_EXPOSURE])))
 
     for e in (1.0, 2.0):
-        out = {c: average_blur(frames, c, e, crf) for c in centres}
+        out = {c: average_blur(frames, c + lead_in, e, crf) for c in centres}
         results.append(("average", e, *score(out, truth[e])))
     rows = [(name, m, f"{e:g}", f"{mean:.2f}", f"{tile:.2f}") for m, e, mean, tile in results]
     return rows, {"results": results, "times": times}
@@ -178,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=5,
                         help="input frames per scene; outputs are centred on 1 .. frames-2 "
                              "(default 5: three output frames)")
+    parser.add_argument("--lead-in", type=int, default=0, metavar="K",
+                        help="render K more frames before t = 0, given to every method but not "
+                             "scored: the first scored pair then has a frame before it, as every "
+                             "pair but a clip's first does (default 0)")
     parser.add_argument("--scenes", default=",".join(SCENES),
                         help=f"comma-separated subset of {', '.join(SCENES)}")
     args = parser.parse_args(argv)
@@ -187,19 +205,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--scenes: expected names from {', '.join(SCENES)}, got {args.scenes!r}")
     if args.frames < 3:
         parser.error("--frames: expected at least 3")
+    if args.lead_in < 0:
+        parser.error("--lead-in: expected K >= 0")
 
     t_start = time.perf_counter()
     h, w = args.size
     print(f"# Blur fidelity against the ground truth at {h}x{w}\n")
     print(f"- {machine_line()}")
     print(f"- {args.frames} input frames per scene, {args.frames - 2} output frames (centred "
-          f"on t = 1 .. {args.frames - 2}); metrics on sRGB 8-bit values, {BORDER} px border "
+          f"on t = 1 .. {args.frames - 2}"
+          + (f"; {args.lead_in} more rendered before t = 0, not scored" if args.lead_in else "")
+          + f"); metrics on sRGB 8-bit values, {BORDER} px border "
           f"excluded; worst tile = lowest PSNR of any {TILE}x{TILE} tile; "
           f"PSNR capped at {PSNR_CAP:g} dB\n", flush=True)
 
     rows, per_scene = [], {}
     for name in names:
-        r, info = run_scene(name, args.size, args.frames)
+        r, info = run_scene(name, args.size, args.frames, args.lead_in)
         rows += r
         per_scene[name] = info
         timing = ", ".join(f"{k} {v:.1f} s" for k, v in info["times"].items())
@@ -223,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         ok_all &= all(ok)
         mark = lambda b: "met" if b else "**missed**"  # noqa: E731
         other = [[res[(label, 1.0)], res[(label, 2.0)]]
-                 for label in ("ours refined", "ours unsnapped", EXACT)]
+                 for label in ("ours refined", "ours unsnapped", DEEPFLOW, EXACT)]
         goal_rows.append((name, f"{worst_mean:.2f} ({mark(ok[0])})",
                           f"{worst_tile:.2f} ({mark(ok[1])})",
                           f"{margin:+.2f} ({mark(ok[2])})", f"{margin_exact:+.2f}",
@@ -234,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
          f"ours e=2 - seed, mean (goal >= +{GOAL_MARGIN:g})", "ours e=2 - seed exact-pos",
          "ours --refine-boundaries: mean / worst tile",
          "ours --no-snap-boundaries: mean / worst tile",
+         "ours --flow deepflow --flow-scale 1 --iters 2: mean / worst tile",
          "ours with the exact flow: mean / worst tile"],
-        goal_rows, "lrrrrrrr"))
+        goal_rows, "lrrrrrrrr"))
     print(f"\nAll goals met: {'yes' if ok_all else 'no'}")
     print(f"Wall time: {time.perf_counter() - t_start:.1f} s")
     return 0
