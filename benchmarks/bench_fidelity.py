@@ -75,8 +75,8 @@ TILE = 32
 GOAL_MEAN = 48.0
 GOAL_TILE = 36.0
 GOAL_MARGIN = 10.0
-#: Our method's rows: label -> FlowBlurParams options besides the exposure.
 DEEPFLOW = "ours, deepflow"
+#: Our method's rows: label -> FlowBlurParams options besides the exposure.
 VARIANTS = {"ours": {}, "ours refined": {"refine_boundaries": True},
             "ours unsnapped": {"snap_boundaries": False},
             # Slow and accurate (about 5 s of flow per pair at 720p): DeepFlow on a full-size
