@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = [
     "DEVICES", "cuda_available", "resolve_device", "warpsum", "encode_linear", "prefilter",
-    "upsample2", "analyse_pair", "snap_flow", "flow_color", "concurrent_kernels",
+    "upsample2", "analyse_pair", "snap_flow", "fill_covered", "flow_color", "concurrent_kernels",
 ]
 
 DEVICES = {
@@ -168,6 +168,33 @@ def snap_flow(flow, a, b, other, *, device: str | None = None) -> np.ndarray:
 
     fn = snap_reference if resolve_device(device) == "numpy" else snap_cpu
     return fn(flow, a, b, other, boundary_mask(flow, radii=RADII), MARGIN, RADII)
+
+
+def fill_covered(flow, opposite, a, scale: float = 1.0, *,
+                 device: str | None = None) -> np.ndarray:
+    """Give the points of ``a`` about to be covered in ``b`` the vector of the side they belong
+    to, for a pair with no frame before ``a`` (:mod:`blursynth_ext.flowfill`). Runs on the CPU.
+
+    Parameters
+    ----------
+    flow, opposite : numpy.ndarray
+        float32 (h, w, 2) flows from ``a`` to ``b`` and from ``b`` to ``a``, in grid pixels.
+    a : numpy.ndarray
+        uint8 (h, w, 3) RGB (or (h, w) grey) frame ``a`` on the flow grid.
+    scale : float
+        The flow grid's size over the output's.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (h, w, 2), ``flow`` with the vectors of those points replaced.
+    """
+    from .flowfill import covered_cpu, covered_reference, fill_cpu, fill_reference, grid_radii
+
+    radii, lam = grid_radii(scale)
+    if resolve_device(device) == "numpy":
+        return fill_reference(flow, a, covered_reference(flow, opposite), radii, lam)
+    return fill_cpu(flow, a, covered_cpu(flow, opposite), radii, lam)
 
 
 def flow_color(f: np.ndarray, scale: float, *, device: str | None = None) -> np.ndarray:
