@@ -60,8 +60,10 @@ PARAM_HELP = {
     "tau": "Occlusion softness: warp residual, in pixels, at which a side's weight halves.",
     "snap_boundaries": "Where the flow ramps across a moving object's edge, give each pixel the "
                        "motion of one side or the other, whichever explains the neighbouring "
-                       "frames better: +1.4 dB on the occlusion benchmark at 720p, +2.3 dB at "
-                       "360p; about 10% more time with moving objects, 2% on a camera pan.",
+                       "frames better (in a clip's first pair, points about to be covered "
+                       "take the motion of the neighbour nearest in colour): +1.4 dB on the "
+                       "occlusion benchmark at 720p, +2.3 dB at 360p; about 10% more time with "
+                       "moving objects, 2% on a camera pan.",
     "refine_boundaries": "Recompute the flow around moving objects' edges and occlusions with "
                          "finer DIS matching (before snapping): +0.4 dB more on the occlusion "
                          "benchmark at 720p. The cost grows "
