@@ -164,6 +164,17 @@ def test_flowblur_every_option_reaches_the_library(monkeypatch, clip, tmp_path):
                           flows=tmp_path / "{name}", resume=False, show_progress=False)
 
 
+def test_flowblur_accurate_is_deepflow_on_a_full_grid_unless_told_otherwise(monkeypatch, clip):
+    calls = _capture(monkeypatch)
+    for extra in ([], ["--iters", "3"], ["--flow-scale", "0.5", "--exposure", "2"]):
+        r = CliRunner().invoke(cli, ["flowblur", str(clip[0]), "--accurate", *extra])
+        assert r.exit_code == 0, r.output
+    assert [c[0][2] for c in calls] == [
+        FlowBlurParams(flow="deepflow", flow_scale=1.0, iters=2),
+        FlowBlurParams(flow="deepflow", flow_scale=1.0, iters=3),
+        FlowBlurParams(flow="deepflow", flow_scale=0.5, iters=2, exposure=2.0)]
+
+
 def test_flowblur_exposure_out_of_range_is_a_usage_error(clip):
     r = CliRunner().invoke(cli, ["flowblur", str(clip[0]), "--exposure", "3"])
     assert r.exit_code == 2
