@@ -840,15 +840,18 @@ def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: i
             if prev is not None and cur.u8.shape != prev.u8.shape:
                 raise ParameterError(f"frame {i}: expected size {prev.u8.shape[:2]}, "
                                      f"got {cur.u8.shape[:2]}")
+            fl = None if prev is None else flows(prev.grey, cur.grey)
             if pending is not None:
-                yield _pair(*pending, cur, p, refiner, flow_buffers)
+                # The clip's first pair also reads this pair's flows (its depth order).
+                yield _pair(*pending, cur, p, refiner, flow_buffers,
+                            fl if pending[1] is None else None)
                 pending = None
             if prev is None:
                 flows = (_FlowPair(p, cur.grey.shape, cur.u8.shape[:2]) if given is None
                          else _GivenFlows(given, cur.grey.shape, np.shape(frame)[:2]))
                 yield i, cur, None
             else:
-                pending = (i, before, prev, cur, *flows(prev.grey, cur.grey))
+                pending = (i, before, prev, cur, *fl)
             before, prev = prev, cur
         if pending is not None:
             yield _pair(*pending, None, p, refiner, flow_buffers)
@@ -859,9 +862,10 @@ def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: i
 
 def _pair(i: int, before: _Prepared | None, a: _Prepared, b: _Prepared, fab: np.ndarray,
           fba: np.ndarray, after: _Prepared | None, p: FlowBlurParams, refiner,
-          buffers: _Buffers) -> tuple[int, _Prepared, _Pair]:
+          buffers: _Buffers, nxt: tuple | None = None) -> tuple[int, _Prepared, _Pair]:
     """Frame pair (a, b) = frames (i - 1, i), its flows in grid pixels, and the frames on
-    either side of it (None at the ends of the clip) -> ``(i, b, its _Pair)``."""
+    either side of it (None at the ends of the clip) -> ``(i, b, its _Pair)``. ``nxt``: the
+    flows of pair (b, after), given to a clip's first pair."""
     sx = a.grey.shape[1] / a.u8.shape[1]  # flow grid / output size
     sy = a.grey.shape[0] / a.u8.shape[0]
     # Around discontinuities and occlusions a flow smeared across a moving object's edge
@@ -881,7 +885,10 @@ def _pair(i: int, before: _Prepared | None, a: _Prepared, b: _Prepared, fab: np.
         if before is None:  # no frame to match the points about to be covered in: fill them
             rgb = (a.u8 if a.u8.shape[:2] == a.grey.shape
                    else cv2.resize(a.u8, a.grey.shape[::-1], interpolation=cv2.INTER_AREA))
-            fab = fill_covered(fab, fba, rgb, sx)
+            if nxt is not None:  # snapped as its own turn will, but with no frame after it
+                nxt = (snap_flow(nxt[0], b.grey, after.grey, a.grey),
+                       snap_flow(nxt[1], after.grey, b.grey, None))
+            fab = fill_covered(fab, fba, rgb, sx, nxt)
     # Flow grid -> output pixels.
     for f in (fab, fba):
         f[..., 0] /= sx

@@ -170,7 +170,7 @@ def snap_flow(flow, a, b, other, *, device: str | None = None) -> np.ndarray:
     return fn(flow, a, b, other, boundary_mask(flow, radii=RADII), MARGIN, RADII)
 
 
-def fill_covered(flow, opposite, a, scale: float = 1.0, *,
+def fill_covered(flow, opposite, a, scale: float = 1.0, next_flows=None, *,
                  device: str | None = None) -> np.ndarray:
     """Give the points of ``a`` about to be covered in ``b`` the vector of the side they belong
     to, for a pair with no frame before ``a`` (:mod:`blursynth_ext.flowfill`). Runs on the CPU.
@@ -183,18 +183,30 @@ def fill_covered(flow, opposite, a, scale: float = 1.0, *,
         uint8 (h, w, 3) RGB (or (h, w) grey) frame ``a`` on the flow grid.
     scale : float
         The flow grid's size over the output's.
+    next_flows : tuple of numpy.ndarray, optional
+        The next pair's flows ``(F_bc, F_cb)``, ``F_bc`` snapped with ``a`` as its frame
+        before: its about-to-be-covered points tell which side is behind. Without them colour
+        alone decides.
 
     Returns
     -------
     numpy.ndarray
         float32 (h, w, 2), ``flow`` with the vectors of those points replaced.
     """
-    from .flowfill import covered_cpu, covered_reference, fill_cpu, fill_reference, grid_radii
+    from .flowfill import (BEHIND_RADIUS, behind, covered_cpu, covered_reference, fill_behind,
+                           fill_cpu, fill_reference, grid_radii)
 
     radii, lam = grid_radii(scale)
     if resolve_device(device) == "numpy":
-        return fill_reference(flow, a, covered_reference(flow, opposite), radii, lam)
-    return fill_cpu(flow, a, covered_cpu(flow, opposite), radii, lam)
+        covered, fill = covered_reference, fill_reference
+    else:
+        covered, fill = covered_cpu, fill_cpu
+    holes = covered(flow, opposite)
+    out = fill(flow, a, holes, radii, lam)
+    if next_flows is not None:
+        far = behind(covered(*next_flows), opposite)
+        out = fill_behind(out, holes, far, BEHIND_RADIUS * scale)
+    return out
 
 
 def flow_color(f: np.ndarray, scale: float, *, device: str | None = None) -> np.ndarray:

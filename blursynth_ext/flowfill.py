@@ -15,18 +15,26 @@ hole, whose 3x3 mean colour (the candidate's surface) is nearest the point's own
 point most often belongs to the surface whose colour it continues. Colour, not grey: a dark
 wall and a dark coat may share a grey and differ in hue.
 
+Colour cannot tell a band that belongs to the far surface from the near surface's own edge
+where the two look alike; the next pair can. Depth order holds over three frames: the points of
+``b`` that the next pair finds about to be covered (snapped with ``a`` as the frame before) lie
+on the same far surface, just beyond ``a``'s band. Carried back to ``a`` by ``F_ba`` they mark
+that surface (:func:`behind`); a covered point within :data:`BEHIND_RADIUS` of a marked point
+takes the vector of the nearest one, the others fall back to colour.
+
 :func:`fill_reference` is the NumPy reference, :func:`fill_cpu` the numba version.
 """
 from __future__ import annotations
 
+import cv2
 import numba
 import numpy as np
 from numba import prange
 
 from .flowsnap import _box3, offsets
 
-__all__ = ["COVERED", "RADII", "LAM", "grid_radii", "covered_reference", "covered_cpu",
-           "fill_reference", "fill_cpu"]
+__all__ = ["COVERED", "RADII", "LAM", "BEHIND_RADIUS", "grid_radii", "covered_reference",
+           "covered_cpu", "fill_reference", "fill_cpu", "behind", "fill_behind"]
 
 #: Splat weight under which a point of ``a`` counts as not seen in ``b``.
 COVERED = 0.5
@@ -39,6 +47,11 @@ RADII = (2, 4, 8)
 #: Levels (0-255) per output pixel of distance: a nearer candidate wins unless a farther one is
 #: clearly nearer in colour.
 LAM = 1.0
+
+
+#: Output pixels within which a covered point takes the vector of a point the next pair marks
+#: as the far surface (:func:`fill_behind`): about the width of a band at 8-12 px/frame.
+BEHIND_RADIUS = 12
 
 
 def grid_radii(scale: float, radii=RADII, lam: float = LAM) -> tuple[tuple[int, ...], float]:
@@ -205,4 +218,69 @@ def fill_cpu(flow: np.ndarray, a: np.ndarray, holes: np.ndarray, radii=RADII,
         offs = offsets(radii)[1:]
         _fill_kernel(flow, *_colours(a), hole, ys, xs, offs,
                      np.hypot(offs[:, 0], offs[:, 1]), float(lam), out)
+    return out
+
+
+def behind(next_covered: np.ndarray, opposite: np.ndarray) -> np.ndarray:
+    """The next pair's about-to-be-covered points carried back to ``a``.
+
+    Parameters
+    ----------
+    next_covered : numpy.ndarray
+        uint8 or bool (h, w): points of ``b`` about to be covered in the frame after ``b``
+        (:func:`covered_cpu` of the next pair's flows).
+    opposite : numpy.ndarray
+        float32 (h, w, 2) flow from ``b`` to ``a`` in grid pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (h, w), 1 where one of those points lands in ``a`` (rounded to the nearest point).
+    """
+    h, w = next_covered.shape
+    ys, xs = np.nonzero(next_covered)
+    qx = np.rint(xs + opposite[ys, xs, 0]).astype(np.intp)
+    qy = np.rint(ys + opposite[ys, xs, 1]).astype(np.intp)
+    ok = (qx >= 0) & (qx < w) & (qy >= 0) & (qy < h)
+    out = np.zeros((h, w), np.uint8)
+    out[qy[ok], qx[ok]] = 1
+    return out
+
+
+def fill_behind(flow: np.ndarray, holes: np.ndarray, far: np.ndarray,
+                radius: float) -> np.ndarray:
+    """Give each hole within ``radius`` of a marked point the vector of the nearest one.
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        float32 (h, w, 2) flow from ``a`` in grid pixels.
+    holes : numpy.ndarray
+        uint8 or bool (h, w): the points to fill.
+    far : numpy.ndarray
+        uint8 or bool (h, w): points of the far surface (:func:`behind`); holes among them are
+        not used.
+    radius : float
+        Grid pixels (Euclidean) beyond which a hole is left as it is.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (h, w, 2): ``flow`` with those holes filled.
+    """
+    hole = np.asarray(holes) != 0
+    src = (np.asarray(far) != 0) & ~hole
+    out = np.array(flow, np.float32, copy=True)
+    if not src.any() or not hole.any():
+        return out
+    # Distance to (5x5 mask: within 2% of Euclidean; the exact one has no labels) and label
+    # of the nearest source point; the labels number the zero pixels, the sources here.
+    dist, lab = cv2.distanceTransformWithLabels((~src).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    sy, sx = np.nonzero(src)
+    of_label = np.zeros(int(lab.max()) + 1, np.intp)
+    of_label[lab[sy, sx]] = np.arange(sy.size)
+    hy, hx = np.nonzero(hole & (dist <= radius))
+    k = of_label[lab[hy, hx]]
+    out[hy, hx] = flow[sy[k], sx[k]]
     return out
