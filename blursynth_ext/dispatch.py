@@ -49,7 +49,7 @@ def resolve_device(device: str | None = None) -> str:
 
 
 def warpsum(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, smooth=None,
-            iters: int = 2, tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
+            fine=None, iters: int = 2, tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
             up: int = 1, device: str | None = None) -> np.ndarray:
     """Accumulate flow-warped sub-frames; see :func:`blursynth_ext.warpsum.warpsum_reference`."""
     dev = resolve_device(device)
@@ -60,7 +60,7 @@ def warpsum(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, smooth
     else:
         from .warpsum import warpsum_reference as fn
     return fn(ia, ib, fab, fba, times, weights, targets, acc, hard=hard, smooth=smooth,
-              iters=iters, tau=tau, shift=shift, cubic=cubic, up=up)
+              fine=fine, iters=iters, tau=tau, shift=shift, cubic=cubic, up=up)
 
 
 @functools.lru_cache(maxsize=16)

@@ -34,7 +34,10 @@ Frames are sampled bilinearly: shifted-linear coefficients (``shift``), or the f
 
 Flows may be given at a reduced resolution (vectors in full-resolution pixels); they are sampled
 bilinearly at the full-resolution positions (at the nearest node inside the fixed-point
-iteration), which fuses the upsampling into this pass.
+iteration), which fuses the upsampling into this pass. The fixed-point iteration may read
+full-resolution flows instead (``fine``): a half-size grid places a motion boundary only to
+within a grid pixel, two output pixels, and the iteration drags what lies in between along
+with the wrong side.
 
 Implementations: :func:`warpsum_reference` (NumPy, for tests), a numba CPU kernel
 (``parallel=True``) and a numba CUDA kernel built from the same per-pixel code. Use
@@ -186,8 +189,8 @@ def _fixed_point(f, xf, yf, u, v, q, d, iters, sx, sy):
     return zx, zy, u, v, q, r
 
 
-def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltimes, lweights,
-           ltargets, lcount, acc, y, x, iters, inv_tau2, shift, cubic, up):
+def _pixel(ia, ib, fab, fba, hard, sx, sy, na, nb, nsx, nsy, times, weights, targets, levels,
+           ltimes, lweights, ltargets, lcount, acc, y, x, iters, inv_tau2, shift, cubic, up):
     xf = f4(x)
     yf = f4(y)
     ua, va, qa = flow_at(fab, xf, yf, sx, sy)
@@ -221,8 +224,9 @@ def _pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltim
         s = times[k]
         t = f4(1.0) - s
         # Frame a: z = x - s F_ab(z); frame b: y = x - (1 - s) F_ba(y).
-        za_x, za_y, ua, va, qa, ra = fixed_point(fab, xf, yf, ua, va, qa, s, iters, sx, sy)
-        zb_x, zb_y, ub, vb, qb, rb = fixed_point(fba, xf, yf, ub, vb, qb, t, iters, sx, sy)
+        # (na, nb: the flows the iteration reads, the grid's or finer ones, at scale nsx, nsy.)
+        za_x, za_y, ua, va, qa, ra = fixed_point(na, xf, yf, ua, va, qa, s, iters, nsx, nsy)
+        zb_x, zb_y, ub, vb, qb, rb = fixed_point(nb, xf, yf, ub, vb, qb, t, iters, nsx, nsy)
         # A candidate seen in both frames (q ~ 1) is in front of one that only its own frame
         # sees (q ~ 0, being covered or revealed): the latter counts only when the other
         # side has no consistent path (large residual, g ~ 0).
@@ -323,8 +327,8 @@ def _keys_row(t, out):
 keys_row = _inline(_keys_row)
 
 
-def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltimes, lweights,
-            ltargets, lcount, acc, iters, inv_tau2, shift, cubic, up):
+def _kernel(ia, ib, fab, fba, hard, sx, sy, na, nb, nsx, nsy, times, weights, targets, levels,
+            ltimes, lweights, ltargets, lcount, acc, iters, inv_tau2, shift, cubic, up):
     h = acc.shape[1]  # the output; the frames are (up (h - 1) + 1, up (w - 1) + 1)
     w = acc.shape[2]
     ih = ia.shape[0]
@@ -439,9 +443,9 @@ def _kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, lti
         if any_hard:
             for x in range(w):
                 if is_hard[x]:
-                    pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels,
-                          ltimes, lweights, ltargets, lcount, acc, y, x, iters, inv_tau2, shift,
-                          cubic, up)
+                    pixel(ia, ib, fab, fba, hard, sx, sy, na, nb, nsx, nsy, times, weights,
+                          targets, levels, ltimes, lweights, ltargets, lcount, acc, y, x, iters,
+                          inv_tau2, shift, cubic, up)
 
 
 _cpu_kernel = numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)(_kernel)
@@ -460,13 +464,19 @@ def device_pixel(jit_device):
 
 
 def _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic=False, up=1,
-           smooth=None):
+           smooth=None, fine=None):
     if ia.shape != ib.shape or ia.ndim != 3 or ia.shape[2] != 3:
         raise ValueError(f"frames: expected two (H, W, 3) arrays, got {ia.shape} and {ib.shape}")
     if fab.shape != fba.shape or fab.ndim != 3 or fab.shape[2] not in (2, 3, 5):
         raise ValueError(f"flows: expected two (h, w, 2|3|5) arrays, got {fab.shape} and {fba.shape}")
     if hard is not None and hard.shape != fab.shape[:2]:
         raise ValueError(f"hard: expected shape {fab.shape[:2]}, got {hard.shape}")
+    if fine is not None:
+        want = tuple(acc.shape[1:3])
+        if len(fine) != 2 or any(np.ndim(f) != 3 or np.shape(f)[:2] != want
+                                 or np.shape(f)[2] not in (2, 3) for f in fine):
+            raise ValueError(f"fine: expected two {want + (3,)} flows, got "
+                             f"{[np.shape(f) for f in fine]}")
     sets = [(times, weights, targets)] + ([] if smooth is None else list(smooth[1]))
     for t, wt, tg in sets:
         if not (len(t) == len(wt) == len(tg)):
@@ -499,6 +509,14 @@ def _flow5(f: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(f)
 
 
+def _flow3(f: np.ndarray) -> np.ndarray:
+    # (dx, dy, visibility), visibility 1 if missing.
+    f = np.asarray(f, dtype=np.float32)
+    if f.shape[2] == 2:
+        f = np.concatenate([f, np.ones(f.shape[:2] + (1,), np.float32)], axis=2)
+    return np.ascontiguousarray(f)
+
+
 def _in_time_order(times, weights, targets):
     order = np.argsort(np.asarray(times, np.float64), kind="stable")
     return (np.ascontiguousarray(np.asarray(times)[order], np.float32),
@@ -506,10 +524,11 @@ def _in_time_order(times, weights, targets):
             np.ascontiguousarray(np.asarray(targets)[order], np.int64))
 
 
-def _prepare(ia, ib, fab, fba, times, weights, targets, hard, smooth, shape):
-    """The kernels' arguments: contiguous float32 frames, 5-channel flows, samples in time
-    order, the hard mask (all 1 if None), and the smooth path's sets as padded tables
-    (levels, times, weights, targets, counts)."""
+def _prepare(ia, ib, fab, fba, times, weights, targets, hard, smooth, shape, fine=None):
+    """The kernels' arguments: contiguous float32 frames, 5-channel flows, the flows the
+    fixed point reads and their scale (``fine`` or the grid's), samples in time order, the hard
+    mask (all 1 if None), and the smooth path's sets as padded tables (levels, times, weights,
+    targets, counts)."""
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     hard = (np.ones(fab.shape[:2], np.uint8) if hard is None
             else np.ascontiguousarray(hard, dtype=np.uint8))
@@ -527,21 +546,26 @@ def _prepare(ia, ib, fab, fba, times, weights, targets, hard, smooth, shape):
         for table, values in zip(tables, st):
             table[i, :len(values)] = values
     counts = np.array([len(st[0]) for st in sets], np.int32)
-    return (f32(ia), f32(ib), _flow5(fab), _flow5(fba), *main, hard, levels, *tables, counts)
+    fab, fba = _flow5(fab), _flow5(fba)
+    if fine is None:
+        nn = (fab, fba, np.float32(fab.shape[1] / shape[1]), np.float32(fab.shape[0] / shape[0]))
+    else:
+        nn = (*(_flow3(f) for f in fine), np.float32(1.0), np.float32(1.0))
+    return (f32(ia), f32(ib), fab, fba, *nn, *main, hard, levels, *tables, counts)
 
 
 def warpsum_cpu(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, smooth=None,
-                iters: int = 2, tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
-                up: int = 1) -> np.ndarray:
+                fine=None, iters: int = 2, tau: float = 0.5, shift: float = 0.0,
+                cubic: bool = False, up: int = 1) -> np.ndarray:
     """numba CPU version of :func:`warpsum_reference` (same parameters); updates ``acc`` in place."""
-    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up, smooth)
-    ia, ib, fab, fba, times, weights, targets, hard, levels, lt, lw, lg, lc = _prepare(
-        ia, ib, fab, fba, times, weights, targets, hard, smooth, acc.shape[1:3])
+    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up, smooth, fine)
+    ia, ib, fab, fba, na, nb, nsx, nsy, times, weights, targets, hard, levels, lt, lw, lg, lc = \
+        _prepare(ia, ib, fab, fba, times, weights, targets, hard, smooth, acc.shape[1:3], fine)
     sx = fab.shape[1] / acc.shape[2]
     sy = fab.shape[0] / acc.shape[1]
-    _cpu_kernel(ia, ib, fab, fba, hard, np.float32(sx), np.float32(sy), times, weights,
-                targets, levels, lt, lw, lg, lc, acc, iters, np.float32(1.0 / (tau * tau)),
-                np.float32(shift), bool(cubic), int(up))
+    _cpu_kernel(ia, ib, fab, fba, hard, np.float32(sx), np.float32(sy), na, nb, nsx, nsy, times,
+                weights, targets, levels, lt, lw, lg, lc, acc, iters,
+                np.float32(1.0 / (tau * tau)), np.float32(shift), bool(cubic), int(up))
     return acc
 
 
@@ -584,8 +608,8 @@ def _np_sample_cubic(im, x, y):
 
 
 def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None,
-                      smooth=None, iters: int = 2, tau: float = 0.5, shift: float = 0.0,
-                      cubic: bool = False, up: int = 1) -> np.ndarray:
+                      smooth=None, fine=None, iters: int = 2, tau: float = 0.5,
+                      shift: float = 0.0, cubic: bool = False, up: int = 1) -> np.ndarray:
     """Accumulate flow-warped, occlusion-weighted sub-frames of the pair (a, b) into ``acc``.
 
     Parameters
@@ -619,6 +643,11 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         SEGMENT)): the set that the smooth pixels of each :data:`SEGMENT`-pixel piece of each
         row use. The iterated path always uses `times`, `weights` and `targets`. Default: they
         serve the smooth path too.
+    fine : tuple of numpy.ndarray, optional
+        ``(F_ab, F_ba)`` at the output size, float32 (H, W, 3): (dx, dy, visibility) (or
+        (H, W, 2), visibility 1). The fixed-point iteration reads these at the pixel nearest
+        to each position instead of the grid's nearest node: finer motion boundaries where
+        the grid is coarse. Everything else still reads ``fab``/``fba``. Default: the grid.
     iters : int
         Fixed-point iterations per sample.
     tau : float
@@ -663,9 +692,9 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     evaluation methodology for optical flow", IJCV 92(1), 2011 (occlusion reasoning of their
     frame interpolation, sec. 3.4).
     """
-    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up, smooth)
-    ia, ib, fab, fba, times, weights, targets, hard, levels, lt, lw, lg, lc = _prepare(
-        ia, ib, fab, fba, times, weights, targets, hard, smooth, acc.shape[1:3])
+    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up, smooth, fine)
+    ia, ib, fab, fba, na, nb, nsx, nsy, times, weights, targets, hard, levels, lt, lw, lg, lc = \
+        _prepare(ia, ib, fab, fba, times, weights, targets, hard, smooth, acc.shape[1:3], fine)
     h, w = acc.shape[1:3]
     sx = fab.shape[1] / w
     sy = fab.shape[0] / h
@@ -675,8 +704,8 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
         return _np_sample(f, (x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5)
 
     def flow_nn(f, x, y):
-        gx = np.clip(((x + 0.5) * sx).astype(np.int64), 0, f.shape[1] - 1)
-        gy = np.clip(((y + 0.5) * sy).astype(np.int64), 0, f.shape[0] - 1)
+        gx = np.clip(((x + 0.5) * nsx).astype(np.int64), 0, f.shape[1] - 1)
+        gy = np.clip(((y + 0.5) * nsy).astype(np.int64), 0, f.shape[0] - 1)
         return f[gy, gx]
 
     def sample(im, x, y):
@@ -720,8 +749,8 @@ def warpsum_reference(ia, ib, fab, fba, times, weights, targets, acc, *, hard=No
     for k in range(len(times)):
         s = float(times[k])
         t = 1.0 - s
-        za, fa, ra = fixed_point(fab, fa, s)
-        zb, fb, rb = fixed_point(fba, fb, t)
+        za, fa, ra = fixed_point(na, fa, s)
+        zb, fb, rb = fixed_point(nb, fb, t)
         ra, rb = (ra * inv_tau2) ** 2, (rb * inv_tau2) ** 2
         wa = t * (EPS + (1 - EPS) * fa[..., 2]) / (1.0 + ra)
         wb = s * (EPS + (1 - EPS) * fb[..., 2]) / (1.0 + rb)

@@ -21,36 +21,42 @@ def _get_kernel():
         pixel = device_pixel(cuda.jit(device=True))
 
         @cuda.jit
-        def kernel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltimes,
-                   lweights, ltargets, lcount, acc, iters, inv_tau2, shift, cubic, up):
+        def kernel(ia, ib, fab, fba, hard, sx, sy, na, nb, nsx, nsy, times, weights, targets,
+                   levels, ltimes, lweights, ltargets, lcount, acc, iters, inv_tau2, shift, cubic,
+                   up):
             x, y = cuda.grid(2)
             if y < acc.shape[1] and x < acc.shape[2]:
-                pixel(ia, ib, fab, fba, hard, sx, sy, times, weights, targets, levels, ltimes,
-                      lweights, ltargets, lcount, acc, y, x, iters, inv_tau2, shift, cubic, up)
+                pixel(ia, ib, fab, fba, hard, sx, sy, na, nb, nsx, nsy, times, weights, targets,
+                      levels, ltimes, lweights, ltargets, lcount, acc, y, x, iters, inv_tau2,
+                      shift, cubic, up)
 
         _kernel = kernel
     return _kernel
 
 
 def warpsum_cuda(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, smooth=None,
-                 iters: int = 2, tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
-                 up: int = 1) -> np.ndarray:
+                 fine=None, iters: int = 2, tau: float = 0.5, shift: float = 0.0,
+                 cubic: bool = False, up: int = 1) -> np.ndarray:
     """CUDA twin of :func:`blursynth_ext.warpsum.warpsum_reference`; ``acc`` may be a host array
     (copied to the device and back) or a device array (updated in place on the device)."""
-    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up, smooth)
-    ia, ib, fab, fba, *samples, hard, levels, lt, lw, lg, lc = _prepare(
-        ia, ib, fab, fba, times, weights, targets, hard, smooth, acc.shape[1:3])
+    _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic, up, smooth, fine)
+    ia, ib, fab, fba, na, nb, nsx, nsy, *samples, hard, levels, lt, lw, lg, lc = _prepare(
+        ia, ib, fab, fba, times, weights, targets, hard, smooth, acc.shape[1:3], fine)
     on_host = not cuda.is_cuda_array(acc) if hasattr(cuda, "is_cuda_array") else True
     d_acc = cuda.to_device(acc) if on_host else acc
     h, w = acc.shape[1:3]
     block = (16, 8)
     grid = ((w + block[0] - 1) // block[0], (h + block[1] - 1) // block[1])
     dev = cuda.to_device
-    _get_kernel()[grid, block](dev(ia), dev(ib), dev(fab), dev(fba), dev(hard),
+    # Where the fixed point reads the grid, it is the same array: copy it once.
+    d_fab, d_fba = dev(fab), dev(fba)
+    d_na, d_nb = (d_fab, d_fba) if fine is None else (dev(na), dev(nb))
+    _get_kernel()[grid, block](dev(ia), dev(ib), d_fab, d_fba, dev(hard),
                                np.float32(fab.shape[1] / w), np.float32(fab.shape[0] / h),
-                               *map(dev, samples), *map(dev, (levels, lt, lw, lg, lc)), d_acc,
-                               iters, np.float32(1.0 / (tau * tau)), np.float32(shift),
-                               bool(cubic), int(up))
+                               d_na, d_nb, nsx, nsy, *map(dev, samples),
+                               *map(dev, (levels, lt, lw, lg, lc)), d_acc, iters,
+                               np.float32(1.0 / (tau * tau)), np.float32(shift), bool(cubic),
+                               int(up))
     if on_host:
         d_acc.copy_to_host(acc)
     return acc

@@ -338,38 +338,109 @@ def test_revealed_background_comes_from_the_frame_that_sees_it():
     assert np.abs(acc[0, :, 25:33] - 0.9).max() < 0.02
 
 
-@pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
-def test_a_moving_edge_on_a_half_size_flow_grid_blurs_into_the_exact_integral(fn):
-    # A bar moving 8 px over a static ramp, flows exact but on a half-size grid, integrated over
-    # the whole interval. The answer: the bar (its edges as the frames' own linear
-    # interpolation draws them) composited over the ramp at every time, averaged. Points on the
-    # bar's edges need the bar's motion from the grid: read bilinearly across the
-    # discontinuity it is a blend of 8 and 0 that no surface has (max error 0.15 here).
+def _bar_scene(x0):
+    # A bar [x0, x0 + 16) moving 8 px right over a static ramp, exact full-size flows with exact
+    # visibility, and the truth: the bar's alpha (the frames' own linear interpolation of its
+    # edges) composited over the ramp at every time, averaged over the interval.
     h, w = 8, 96
     x = np.arange(w)
     ramp = np.linspace(0.1, 0.4, w)
-    bg = np.tile(ramp.astype(np.float32)[None, :, None], (h, 1, 3))
-    ia, ib = bg.copy(), bg.copy()
-    ia[:, 24:40] = 0.9
-    ib[:, 32:48] = 0.9
-    fab = const_flow(h // 2, w // 2, 0.0, 0.0)
-    fba = const_flow(h // 2, w // 2, 0.0, 0.0)
-    fab[:, 12:20, 0] = 8.0   # the bar, x in [24, 40) of a
-    fab[:, 20:24, 2] = 0.0   # background of a that the bar covers in b
-    fba[:, 16:24, 0] = -8.0  # the bar, x in [32, 48) of b
-    fba[:, 12:16, 2] = 0.0   # background of b that the bar hid in a
-    n = 64
-    times = (np.arange(n) + 0.5) / n
-    acc = _run(fn, ia, ib, fab, fba, times, np.full(n, 1.0 / n), np.zeros(n, np.int64),
-               hard=np.ones((h // 2, w // 2), np.uint8), iters=1)
-    bar = ((x >= 24) & (x < 40)).astype(float)
+    ia = np.tile(ramp.astype(np.float32)[None, :, None], (h, 1, 3))
+    ib = ia.copy()
+    ia[:, x0:x0 + 16] = 0.9
+    ib[:, x0 + 8:x0 + 24] = 0.9
+    fab, fba = const_flow(h, w, 0.0, 0.0), const_flow(h, w, 0.0, 0.0)
+    fab[:, x0:x0 + 16, 0] = 8.0
+    fab[:, x0 + 16:x0 + 24, 2] = 0.0  # background of a that the bar covers in b
+    fba[:, x0 + 8:x0 + 24, 0] = -8.0
+    fba[:, x0:x0 + 8, 2] = 0.0  # background of b that the bar hid in a
+    bar = ((x >= x0) & (x < x0 + 16)).astype(float)
     truth = np.zeros(w)
     for s in (np.arange(4096) + 0.5) / 4096:
         alpha = np.interp(x - 8 * s, x, bar)
         truth += (alpha * 0.9 + (1 - alpha) * ramp) / 4096
+    return ia, ib, fab, fba, truth
+
+
+@pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
+def test_a_moving_edge_on_a_half_size_flow_grid_blurs_into_the_exact_integral(fn):
+    # The bar's flows exact but on a half-size grid, integrated over the whole interval.
+    # Points on the bar's edges need the bar's motion from the grid: read bilinearly across
+    # the discontinuity it is a blend of 8 and 0 that no surface has (max error 0.15 here).
+    ia, ib, fab, fba, truth = _bar_scene(24)
+    gab, gba = np.ascontiguousarray(fab[::2, ::2]), np.ascontiguousarray(fba[::2, ::2])
+    n = 64
+    times = (np.arange(n) + 0.5) / n
+    acc = _run(fn, ia, ib, gab, gba, times, np.full(n, 1.0 / n), np.zeros(n, np.int64),
+               hard=np.ones(gab.shape[:2], np.uint8), iters=1)
     err = np.abs(acc[0] - truth[None, :, None])[:, 16:56]
     assert err.max() < 0.08
     assert err.mean() < 0.012
+
+
+@pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
+def test_fine_flows_place_edges_that_the_grid_cannot(fn):
+    # The bar's edges at odd columns: a half-size grid (every other column) puts them a pixel
+    # off, and the fixed point drags the ramp along with the bar there (error ~0.3). The same
+    # flows given at full size (``fine``) for the fixed point, the grid for the rest: the
+    # integral within 0.035 everywhere.
+    ia, ib, fab, fba, truth = _bar_scene(25)
+    gab, gba = np.ascontiguousarray(fab[::2, ::2]), np.ascontiguousarray(fba[::2, ::2])
+    n = 64
+    args = (ia, ib, gab, gba, (np.arange(n) + 0.5) / n, np.full(n, 1.0 / n), np.zeros(n, int))
+    kw = dict(hard=np.ones(gab.shape[:2], np.uint8), iters=2)
+    grid = _run(fn, *args, **kw)[0]
+    fine = _run(fn, *args, fine=(fab[..., :3], fba[..., :3]), **kw)[0]
+    err = lambda acc: np.abs(acc - truth[None, :, None])[:, 16:56]  # noqa: E731
+    assert err(grid).max() > 0.25
+    assert err(fine).max() < 0.035 and err(fine).mean() < 0.006
+
+
+@pytest.mark.parametrize("fn", [warpsum_reference, warpsum_cpu])
+def test_fine_flows_equal_to_the_grid_change_nothing(fn):
+    # Fine flows that are the grid's nodes repeated 2x2 are what the fixed point reads anyway:
+    # the same bytes. (The visibility channel of fine flows is what the iteration reads; given
+    # two channels it is 1.)
+    rng = np.random.default_rng(9)
+    H, W, h, w = 26, 34, 13, 17
+    ia, ib = (rng.random((H, W, 3)).astype(np.float32) for _ in "ab")
+    fab, fba = (np.dstack([rng.normal(0, 2, (h, w, 2)), rng.random((h, w, 1)),
+                           rng.normal(0, 0.2, (h, w, 2))]).astype(np.float32) for _ in "ab")
+    fine = tuple(np.repeat(np.repeat(f[..., :3], 2, 0), 2, 1) for f in (fab, fba))
+    args = (ia, ib, fab, fba, [0.9, 0.05, 0.3, 0.5], [0.2, 0.1, 0.3, 1.0], [0, 1, 0, 1])
+    kw = dict(n=2, hard=(rng.random((h, w)) < 0.5).astype(np.uint8), shift=TAU, iters=2)
+    assert np.array_equal(_run(fn, *args, **kw), _run(fn, *args, fine=fine, **kw))
+    two = tuple(f[..., :2] for f in fine)
+    other = _run(fn, *args, fine=two, **kw)
+    assert np.array_equal(other, _run(fn, *args, fine=tuple(np.dstack([f, np.ones((H, W, 1))])
+                                                          for f in two), **kw))
+    assert not np.array_equal(other, _run(fn, *args, **kw))
+
+
+def test_cpu_kernel_matches_reference_with_fine_flows():
+    rng = np.random.default_rng(11)
+    H, W, h, w = 26, 34, 13, 17
+    ia, ib = (rng.random((2 * H - 1, 2 * W - 1, 3)).astype(np.float32) for _ in "ab")
+    fab, fba = (np.dstack([rng.normal(0, 2, (h, w, 2)), rng.random((h, w, 1)),
+                           rng.normal(0, 0.2, (h, w, 2))]).astype(np.float32) for _ in "ab")
+    fine = tuple(np.dstack([rng.normal(0, 2, (H, W, 2)), rng.random((H, W, 1))])
+                 .astype(np.float32) for _ in "ab")
+    args = (ia, ib, fab, fba, [0.9, 0.05, 0.3, 0.5, 0.7], [0.2, 0.1, 0.3, 1.0, 0.4],
+            [0, 1, 0, 2, 1])
+    kw = dict(n=3, hard=(rng.random((h, w)) < 0.6).astype(np.uint8), fine=fine, up=2,
+              size=(H, W))
+    ref = _run(warpsum_reference, *args, **kw)
+    assert np.abs(ref - _run(warpsum_cpu, *args, **kw)).max() < 2e-5
+    assert np.abs(ref - _run(warpsum_reference, *args, **{**kw, "fine": None})).max() > 0.05
+
+
+def test_fine_flows_must_have_the_output_size():
+    ia = np.zeros((10, 12, 3), np.float32)
+    f = const_flow(5, 6, 1.0, 0.0)
+    with pytest.raises(ValueError, match="fine: expected two"):
+        _run(warpsum_cpu, ia, ia, f, f, [0.5], [1.0], [0], fine=(f, f))
+    with pytest.raises(ValueError, match="fine: expected two"):
+        _run(warpsum_cpu, ia, ia, f, f, [0.5], [1.0], [0], fine=(const_flow(10, 12, 1, 0),))
 
 
 def test_cuda_kernel_matches_reference_in_simulator():
@@ -404,6 +475,16 @@ def test_cuda_kernel_matches_reference_in_simulator():
         fab, fba = mk(), mk()
         warpsum_reference(fa, fb, fab, fba, t, wt, tg, a, **kw)
         warpsum_cuda(fa, fb, fab, fba, t, wt, tg, b, **kw)
+        diff, mag = max(diff, float(np.abs(a - b).max())), max(mag, float(np.abs(a).max()))
+        # Fine flows for the fixed point.
+        h, w = 3, 4
+        fab, fba = mk(), mk()
+        fine = tuple(np.dstack([rng.normal(0, 1, (H, W, 2)), rng.random((H, W, 1))])
+                     .astype(np.float32) for _ in "ab")
+        a = np.zeros((2, H, W, 3), np.float32); b = a.copy()
+        kw = dict(hard=np.ones((h, w), np.uint8), fine=fine)
+        warpsum_reference(ia, ib, fab, fba, t, wt, tg, a, **kw)
+        warpsum_cuda(ia, ib, fab, fba, t, wt, tg, b, **kw)
         diff, mag = max(diff, float(np.abs(a - b).max())), max(mag, float(np.abs(a).max()))
         print(diff, mag)
     """)
