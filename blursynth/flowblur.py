@@ -764,8 +764,8 @@ def flowblur_frames(frames: Iterable[np.ndarray], params: FlowBlurParams | None 
             for sel, sets in ((~is_sub, smooth), (is_sub, None)):
                 if sel.any():
                     warpsum(prev.coef, cur.coef, pair.fab, pair.fba, times[sel], weights[sel],
-                            targets[sel], ring, hard=pair.hard, smooth=sets, fine=pair.fine,
-                            iters=p.iters, tau=p.tau, **sampling)
+                            targets[sel], ring, hard=pair.hard, smooth=sets, iters=p.iters,
+                            tau=p.tau, **sampling)
             for w, st in active:
                 st["subframes"] += int(np.sum(targets == (w.index % ring_len) * nslot))
                 st["flow_max"] = max(st["flow_max"], fst["flow_max"])
@@ -807,11 +807,10 @@ class _Pair:
     """What the warp needs of a frame pair: augmented flows, the hard mask, statistics, and
     the plain a->b flow (output pixels on the flow grid) for the driver."""
 
-    __slots__ = ("fab", "fba", "hard", "stats", "flow", "fine", "__weakref__")
+    __slots__ = ("fab", "fba", "hard", "stats", "flow", "__weakref__")
 
-    def __init__(self, fab, fba, hard, stats, flow, fine=None):
+    def __init__(self, fab, fba, hard, stats, flow):
         self.fab, self.fba, self.hard, self.stats, self.flow = fab, fba, hard, stats, flow
-        self.fine = fine
 
 
 def _pairs(frames: Iterable[np.ndarray], p: FlowBlurParams, crf: CRF, threads: int,

@@ -49,8 +49,8 @@ def resolve_device(device: str | None = None) -> str:
 
 
 def warpsum(ia, ib, fab, fba, times, weights, targets, acc, *, hard=None, smooth=None,
-            fine=None, iters: int = 2, tau: float = 0.5, shift: float = 0.0, cubic: bool = False,
-            up: int = 1, device: str | None = None) -> np.ndarray:
+            fine=None, iters: int = 2, tau: float = 0.5, shift: float = 0.0,
+            cubic: bool = False, up: int = 1, device: str | None = None) -> np.ndarray:
     """Accumulate flow-warped sub-frames; see :func:`blursynth_ext.warpsum.warpsum_reference`."""
     dev = resolve_device(device)
     if dev == "cuda":

@@ -498,22 +498,15 @@ def _check(ia, ib, fab, fba, times, weights, targets, acc, hard, cubic=False, up
             raise ValueError(f"smooth levels: expected indices of the {len(smooth[1])} sets")
 
 
-def _flow5(f: np.ndarray) -> np.ndarray:
-    # Missing channels: visibility 1 (seen in the other frame) and second-order term 0.
+def _channels(f: np.ndarray, n: int) -> np.ndarray:
+    # A flow with its first n channels; missing ones: visibility 1 (seen in the other frame)
+    # and second-order term 0.
     f = np.asarray(f, dtype=np.float32)
-    if f.shape[2] < 5:
-        extra = np.zeros(f.shape[:2] + (5 - f.shape[2],), np.float32)
+    if f.shape[2] < n:
+        extra = np.zeros(f.shape[:2] + (n - f.shape[2],), np.float32)
         if f.shape[2] == 2:
             extra[..., 0] = 1.0
         f = np.concatenate([f, extra], axis=2)
-    return np.ascontiguousarray(f)
-
-
-def _flow3(f: np.ndarray) -> np.ndarray:
-    # (dx, dy, visibility), visibility 1 if missing.
-    f = np.asarray(f, dtype=np.float32)
-    if f.shape[2] == 2:
-        f = np.concatenate([f, np.ones(f.shape[:2] + (1,), np.float32)], axis=2)
     return np.ascontiguousarray(f)
 
 
@@ -546,11 +539,11 @@ def _prepare(ia, ib, fab, fba, times, weights, targets, hard, smooth, shape, fin
         for table, values in zip(tables, st):
             table[i, :len(values)] = values
     counts = np.array([len(st[0]) for st in sets], np.int32)
-    fab, fba = _flow5(fab), _flow5(fba)
+    fab, fba = _channels(fab, 5), _channels(fba, 5)
     if fine is None:
         nn = (fab, fba, np.float32(fab.shape[1] / shape[1]), np.float32(fab.shape[0] / shape[0]))
     else:
-        nn = (*(_flow3(f) for f in fine), np.float32(1.0), np.float32(1.0))
+        nn = (*(_channels(f, 3) for f in fine), np.float32(1.0), np.float32(1.0))
     return (f32(ia), f32(ib), fab, fba, *nn, *main, hard, levels, *tables, counts)
 
 
