@@ -147,9 +147,11 @@ def analyse_pair(fab, fba, ga, gb, textured, sx, sy, jac_max, vis_min, *, out=No
     return (fab5, fba5, *rest)
 
 
-def snap_flow(flow, a, b, other, *, device: str | None = None) -> np.ndarray:
+def snap_flow(flow, a, b, other, *, mask=None, radii=None, layers=(), bonus: float = 0.0,
+              penalty: float = 0.0, tol: float = 1.0, border: bool = False,
+              device: str | None = None) -> np.ndarray:
     """Snap a flow to one side's motion across its motion boundaries
-    (:mod:`blursynth_ext.flowsnap`). Runs on the CPU (a small grid).
+    (:mod:`blursynth_ext.flowsnap`). Runs on the CPU (a small grid, or a band).
 
     Parameters
     ----------
@@ -158,6 +160,14 @@ def snap_flow(flow, a, b, other, *, device: str | None = None) -> np.ndarray:
     a, b, other : numpy.ndarray
         uint8 (h, w) grey frames on the flow grid; ``other`` is the frame one interval before
         ``a`` on the side away from ``b``, or None.
+    mask : numpy.ndarray, optional
+        uint8 (h, w): the pixels that may change. Default: the flow's
+        :func:`~blursynth_ext.flowsnap.boundary_mask` for ``radii``.
+    radii : sequence of int, optional
+        Candidate distances in grid pixels. Default: :data:`~blursynth_ext.flowsnap.RADII`.
+    layers, bonus, penalty, tol, border
+        Affine motions offered at every pixel and the rules that go with them, as in
+        :func:`~blursynth_ext.flowsnap.snap_reference`.
 
     Returns
     -------
@@ -166,8 +176,11 @@ def snap_flow(flow, a, b, other, *, device: str | None = None) -> np.ndarray:
     """
     from .flowsnap import MARGIN, RADII, boundary_mask, snap_cpu, snap_reference
 
+    radii = RADII if radii is None else radii
+    mask = boundary_mask(flow, radii=radii) if mask is None else mask
     fn = snap_reference if resolve_device(device) == "numpy" else snap_cpu
-    return fn(flow, a, b, other, boundary_mask(flow, radii=RADII), MARGIN, RADII)
+    return fn(flow, a, b, other, mask, MARGIN, radii, layers=layers, bonus=bonus,
+              penalty=penalty, tol=tol, border=border)
 
 
 def fill_covered(flow, opposite, a, scale: float = 1.0, next_flows=None, *,

@@ -133,7 +133,9 @@ def _box3(e):
     return sum(p[j:j + h, i:i + w] for j in range(3) for i in range(3)) / 9.0
 
 
-def snap_reference(flow, a, b, other, mask, margin: float = MARGIN, radii=RADII) -> np.ndarray:
+def snap_reference(flow, a, b, other, mask, margin: float = MARGIN, radii=RADII, *,
+                   layers=(), bonus: float = 0.0, penalty: float = 0.0, tol: float = 1.0,
+                   border: bool = False) -> np.ndarray:
     """Snap ``flow`` inside ``mask`` (NumPy reference).
 
     Parameters
@@ -151,25 +153,60 @@ def snap_reference(flow, a, b, other, mask, margin: float = MARGIN, radii=RADII)
         Grey levels by which a candidate must beat the current vector.
     radii : sequence of int
         Candidate distances in grid pixels.
+    layers : sequence of numpy.ndarray
+        Affine motions (float (2, 3), :func:`blursynth_ext.flowlayers.motion_layers`), each a
+        further candidate at every pixel. With layers, a vector within ``tol`` px (either
+        component) of no layer is a blend: the current one gets no margin, a shifted one pays
+        ``penalty`` grey levels, and a layer's own vector gains ``bonus``.
+    bonus, penalty, tol : float
+        See ``layers``.
+    border : bool
+        Leave the vectors that carry their point out of the frame (towards ``b`` and, given
+        ``other``, towards it too) as they are, and never pick such a vector: nothing in the
+        frames can score it.
 
     Returns
     -------
     numpy.ndarray
         float32 (h, w, 2): the snapped flow (``flow`` itself outside ``mask``).
     """
+    from .flowlayers import layer_flow
+
     h, w = a.shape
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
     a64 = a.astype(np.float64)
     best = np.full((h, w), np.inf)
     out = np.array(flow, np.float32, copy=True)
-    for k, (dx, dy) in enumerate(offsets(radii)):
-        c = _shifted(flow, dx, dy).astype(np.float64)
-        cost = _box3(np.abs(a64 - _bilinear(b.astype(np.float64), gx + c[..., 0], gy + c[..., 1])))
+    lays = [layer_flow(m, (h, w)) for m in layers]
+
+    def near_layer(c):
+        if not lays:
+            return np.ones((h, w), bool)
+        return np.any([np.abs(c - f).max(-1) <= tol for f in lays], axis=0)
+
+    def leaves(c):
+        def outside(px, py):
+            return ~((px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1))
+        out_b = outside(gx + c[..., 0], gy + c[..., 1])
+        return out_b & outside(gx - c[..., 0], gy - c[..., 1]) if other is not None else out_b
+
+    offs = offsets(radii)
+    for k, c in enumerate([_shifted(flow, dx, dy) for dx, dy in offs] + lays):
+        c64 = c.astype(np.float64)
+        cost = _box3(np.abs(a64 - _bilinear(b.astype(np.float64), gx + c64[..., 0],
+                                            gy + c64[..., 1])))
         if other is not None:
-            back = np.abs(a64 - _bilinear(other.astype(np.float64), gx - c[..., 0], gy - c[..., 1]))
+            back = np.abs(a64 - _bilinear(other.astype(np.float64), gx - c64[..., 0],
+                                          gy - c64[..., 1]))
             cost = np.minimum(cost, _box3(back))
         if k == 0:
-            cost = cost - margin
+            cost = np.where(near_layer(c), cost - margin, cost)
+        elif k < len(offs):
+            cost = np.where(near_layer(c), cost, cost + penalty)
+        else:
+            cost = cost - bonus
+        if border:
+            cost = np.where(leaves(c), -np.inf if k == 0 else np.inf, cost)
         better = (cost < best) & (np.asarray(mask) != 0)
         best = np.where(better, cost, best)
         out[better] = c[better]
@@ -191,12 +228,50 @@ def _bil(img, x, y):
 _BAND = 8  # rows per parallel task; each task recomputes the errors of one row above and below
 
 
+@numba.njit(fastmath=True, inline="always")
+def _candidate(flow, offs, layers, k, y, x):
+    # Vector of candidate k at (y, x): the flow shifted by offs[k], or layer k - len(offs).
+    n = offs.shape[0]
+    if k < n:
+        h, w = flow.shape[0], flow.shape[1]
+        sy, sx = min(max(y + offs[k, 1], 0), h - 1), min(max(x + offs[k, 0], 0), w - 1)
+        return flow[sy, sx, 0], flow[sy, sx, 1]
+    m = layers[k - n]
+    return (f4(m[0, 0] * x + m[0, 1] * y + m[0, 2] - x),
+            f4(m[1, 0] * x + m[1, 1] * y + m[1, 2] - y))
+
+
+@numba.njit(fastmath=True, inline="always")
+def _near_layer(layers, u, v, y, x, tol):
+    # Whether (u, v) at (y, x) is within tol (either component) of a layer's vector there;
+    # True where there are no layers (no rule applies).
+    if layers.shape[0] == 0:
+        return True
+    for j in range(layers.shape[0]):
+        m = layers[j]
+        if (abs(u - f4(m[0, 0] * x + m[0, 1] * y + m[0, 2] - x)) <= tol
+                and abs(v - f4(m[1, 0] * x + m[1, 1] * y + m[1, 2] - y)) <= tol):
+            return True
+    return False
+
+
+@numba.njit(fastmath=True, inline="always")
+def _leaves(u, v, y, x, h, w, has_other):
+    # Whether the point carried by (u, v) leaves the frame towards b (and, with a frame on the
+    # other side, towards it too): nothing in the frames can score such a vector.
+    out_b = not (0.0 <= x + u <= w - 1 and 0.0 <= y + v <= h - 1)
+    if has_other:
+        return out_b and not (0.0 <= x - u <= w - 1 and 0.0 <= y - v <= h - 1)
+    return out_b
+
+
 @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-def _snap_kernel(flow, a, b, other, has_other, ys, xs, starts, ny, nx, nstarts, offs, margin,
-                 out, score):
+def _snap_kernel(flow, a, b, other, has_other, ys, xs, starts, ny, nx, nstarts, offs, layers,
+                 n_cand, margin, bonus, penalty, tol, border, out, score):
     # Pixel lists in row order: the masked ones (ys, xs) and those their windows read (ny, nx);
     # starts[r] / nstarts[r]: the first entry on row r or below. One task per band of rows.
-    # score[m]: the winning candidate's cost (the current vector's less the margin).
+    # Candidates: the first n_cand of the shifted flows of offs, then the layers (float64
+    # (L, 2, 3)). score[m]: the winning candidate's cost, with its margin, bonus or penalty.
     h, w = a.shape
     for band in prange((h + _BAND - 1) // _BAND):
         y0 = band * _BAND
@@ -210,13 +285,11 @@ def _snap_kernel(flow, a, b, other, has_other, ys, xs, starts, ny, nx, nstarts, 
         row = np.zeros((r1 - r0, w, 2), np.float32)  # sums of three along the row
         best = np.full(m1 - m0, np.inf, np.float32)
         pick = np.zeros(m1 - m0, np.int32)
-        for k in range(offs.shape[0]):
-            dx, dy = offs[k, 0], offs[k, 1]
+        for k in range(n_cand):
             # Per-pixel errors of candidate k wherever a window needs them...
             for q in range(n0, n1):
                 y, x = ny[q], nx[q]
-                sy, sx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
-                u, v = flow[sy, sx, 0], flow[sy, sx, 1]
+                u, v = _candidate(flow, offs, layers, k, y, x)
                 av = f4(a[y, x])
                 err[y - r0, x + 1, 0] = abs(av - _bil(b, f4(x) + u, f4(y) + v))
                 if has_other:
@@ -234,18 +307,26 @@ def _snap_kernel(flow, a, b, other, has_other, ys, xs, starts, ny, nx, nstarts, 
                 cost = (row[yu, x, 0] + row[y - r0, x, 0] + row[yd, x, 0]) / f4(9.0)
                 if has_other:
                     cost = min(cost, (row[yu, x, 1] + row[y - r0, x, 1] + row[yd, x, 1]) / f4(9.0))
-                if k == 0:
-                    cost -= margin
+                u, v = _candidate(flow, offs, layers, k, y, x)
+                if border and _leaves(u, v, y, x, h, w, has_other):
+                    if k > 0:
+                        continue
+                    cost = -np.inf  # the current vector leaves the frame: kept
+                elif k == 0:
+                    if _near_layer(layers, u, v, y, x, tol):
+                        cost -= margin
+                elif k < offs.shape[0]:
+                    if not _near_layer(layers, u, v, y, x, tol):
+                        cost += penalty
+                else:
+                    cost -= bonus
                 if cost < best[m - m0]:
                     best[m - m0] = cost
                     pick[m - m0] = k
         for m in range(m0, m1):
             y, x, k = ys[m], xs[m], pick[m - m0]
             score[m] = best[m - m0]
-            sy = min(max(y + offs[k, 1], 0), h - 1)
-            sx = min(max(x + offs[k, 0], 0), w - 1)
-            out[y, x, 0] = flow[sy, sx, 0]
-            out[y, x, 1] = flow[sy, sx, 1]
+            out[y, x, 0], out[y, x, 1] = _candidate(flow, offs, layers, k, y, x)
 
 
 @numba.njit(nogil=True, inline="always")
@@ -330,7 +411,9 @@ def _sub_lists(h, w, ys, xs, keep, ny, nx):
     return ys2, xs2, starts, ny2, nx2, nstarts
 
 
-def snap_cpu(flow, a, b, other, mask, margin: float = MARGIN, radii=RADII) -> np.ndarray:
+def snap_cpu(flow, a, b, other, mask, margin: float = MARGIN, radii=RADII, *, layers=(),
+             bonus: float = 0.0, penalty: float = 0.0, tol: float = 1.0,
+             border: bool = False) -> np.ndarray:
     """Snap ``flow`` inside ``mask`` (numba, parallel); see :func:`snap_reference`."""
     flow = np.ascontiguousarray(flow, np.float32)
     out = flow.copy()
@@ -339,16 +422,21 @@ def snap_cpu(flow, a, b, other, mask, margin: float = MARGIN, radii=RADII) -> np
     frames = (np.ascontiguousarray(a, np.uint8), np.ascontiguousarray(b, np.uint8),
               np.ascontiguousarray(other if has_other else a, np.uint8), has_other)
     offs = offsets(radii)
+    lays = np.asarray(layers, np.float64).reshape(-1, 2, 3)
+    rules = (np.float32(margin), np.float32(bonus), np.float32(penalty), np.float32(tol),
+             bool(border))
     # First the current vectors alone. Costs are >= 0, so where a vector explains the frames
-    # to within the margin (its score < 0) no candidate can beat it: only the rest are
-    # searched (70-90% of the mask drops out on the benchmark clips; the same result).
+    # to within the margin (its score below anything a candidate can reach: 0, or -bonus with
+    # layers) no candidate can beat it: only the rest are searched (70-90% of the mask drops
+    # out on the benchmark clips without layers; the same result).
+    floor = min(0.0, -bonus) if len(lays) else 0.0
     lists = _pixel_lists(mask)
     score = np.empty(lists[0].size, np.float32)
     if lists[0].size:
-        _snap_kernel(flow, *frames, *lists, offs[:1], np.float32(margin), out, score)
+        _snap_kernel(flow, *frames, *lists, offs, lays, 1, *rules, out, score)
         ys, xs, _, ny, nx, _ = lists
-        lists = _sub_lists(*mask.shape, ys, xs, score >= 0, ny, nx)
+        lists = _sub_lists(*mask.shape, ys, xs, score >= floor, ny, nx)
     if lists[0].size:
-        _snap_kernel(flow, *frames, *lists, offs, np.float32(margin), out,
+        _snap_kernel(flow, *frames, *lists, offs, lays, len(offs) + len(lays), *rules, out,
                      np.empty(lists[0].size, np.float32))
     return out

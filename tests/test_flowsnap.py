@@ -132,14 +132,16 @@ def test_vectors_within_the_margin_are_not_searched_and_the_result_is_the_same(w
     other = before if with_other else a
     lists = _pixel_lists(mask)
     full, score = flow.copy(), np.empty(lists[0].size, np.float32)
-    _snap_kernel(flow, a, b, other, with_other, *lists, offsets(), np.float32(MARGIN), full,
-                 score)
+    rules = (np.float32(MARGIN), np.float32(0), np.float32(0), np.float32(1), False)
+    none = np.zeros((0, 2, 3))
+    _snap_kernel(flow, a, b, other, with_other, *lists, offsets(), none, len(offsets()), *rules,
+                 full, score)
     got = snap_cpu(flow, a, b, before if with_other else None, mask)
     assert np.array_equal(got, full)
     # Both kinds are there: vectors kept without a search (the flat ends of the ramp, exact
     # already) and vectors replaced.
     current = np.zeros(lists[0].size, np.float32)
-    _snap_kernel(flow, a, b, other, with_other, *lists, offsets()[:1], np.float32(MARGIN),
+    _snap_kernel(flow, a, b, other, with_other, *lists, offsets(), none, 1, *rules,
                  flow.copy(), current)
     assert 0.1 < np.mean(current < 0) < 0.9
     assert not np.array_equal(got, flow)
@@ -156,3 +158,84 @@ def test_snapping_brings_the_occlusion_scene_closer_to_its_true_blur():
         return 10 * np.log10(255.0 ** 2 / np.mean((out - truth) ** 2))
 
     assert psnr(True) > psnr(False) + 0.5
+
+
+def _translation(dx, dy=0.0):
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+
+
+@pytest.mark.parametrize("fn", [snap_reference, snap_cpu])
+def test_layers_snap_a_ramp_wider_than_the_offsets_reach(fn):
+    # A 40 px ramp and offsets of 2 and 4 px: from its middle every shifted vector is a blend.
+    # The two motions, offered as layers at every pixel, put back each side's own.
+    a, b = two_layers(-6, 2, 0), two_layers(-6, 2, 1)
+    flow = ramp(-6, 2, width=40)
+    mask = np.ones((H, W), np.uint8)
+    true = np.where(np.arange(W) < EDGE, -6.0, 2.0)[None, :].repeat(H, 0)
+    inner = (slice(2, -2), slice(10, W - 10))
+    plain = fn(flow, a, b, None, mask, radii=(2, 4))
+    layered = fn(flow, a, b, None, mask, radii=(2, 4), border=True, bonus=4.0, penalty=4.0,
+                 layers=[_translation(-6), _translation(2)])
+    middle = (slice(2, -2), slice(EDGE - 12, EDGE + 12))
+    assert np.abs(plain[..., 0] - true)[middle].mean() > 1.0
+    err = np.abs(layered[..., 0] - true)[inner]
+    assert np.mean(err == 0.0) > 0.97 and err[middle[0], EDGE - 22:EDGE + 2].mean() < 0.2
+
+
+@pytest.mark.parametrize("fn", [snap_reference, snap_cpu])
+def test_vectors_that_leave_the_frame_are_kept_and_never_chosen(fn):
+    # A layer of -50 px with a bonus no cost can beat wins wherever it stays in the frame
+    # (x >= 50) and nowhere else; the ramp's own vectors that leave the frame (the -6 side at
+    # x < 6, the +2 side in the last two columns) stay as they are.
+    a, b = two_layers(-6, 2, 0), two_layers(-6, 2, 1)
+    flow = ramp(-6, 2)
+    out = fn(flow, a, b, None, np.ones((H, W), np.uint8), layers=[_translation(-50)],
+             bonus=1000.0, border=True)
+    x = np.arange(W)
+    assert np.all(out[:, (x >= 50) & (x < W - 2), 0] == -50.0)
+    leave = (x < 6) | (x >= W - 2)
+    assert np.all(out[:, leave] == flow[:, leave])
+    assert not np.any(out[:, x < 50, 0] == -50.0)
+    free = fn(flow, a, b, None, np.ones((H, W), np.uint8), layers=[_translation(-50)],
+              bonus=1000.0)
+    assert np.all(free[..., 0] == -50.0)  # without the rule: everywhere
+
+
+@pytest.mark.parametrize("with_other", [False, True])
+def test_numba_kernel_matches_the_reference_with_layers_and_rules(with_other):
+    rng = np.random.default_rng(4)
+    a, b, o = (texture(s, 48, 72) for s in (7, 8, 9))
+    flow = cv2.GaussianBlur(rng.normal(0, 3, (48, 72, 2)).astype(np.float32), (0, 0), 2.0)
+    flow[:, 36:] += np.float32([4.0, -2.0])
+    mask = boundary_mask(flow)
+    rot = np.array([[np.cos(0.05), -np.sin(0.05), 1.0], [np.sin(0.05), np.cos(0.05), -1.5]])
+    rules = dict(layers=[_translation(4.0, -2.0), rot], bonus=1.0, penalty=2.0, tol=1.0,
+                 border=True)
+    ref = snap_reference(flow, a, b, o if with_other else None, mask, **rules)
+    cpu = snap_cpu(flow, a, b, o if with_other else None, mask, **rules)
+    assert np.mean(np.all(np.abs(ref - cpu) < 1e-4, axis=-1)) > 0.995
+    layer_px = np.all(np.abs(cpu - np.float32([4.0, -2.0])) < 1e-4, axis=-1) & (mask != 0)
+    assert layer_px.sum() > 50  # the layers are chosen...
+    assert not np.array_equal(cpu[layer_px], flow[layer_px])  # ...where the flow was not one
+
+
+def test_the_first_pass_skips_only_what_no_candidate_can_beat_with_layers():
+    # With layers a candidate can score as low as -bonus: the first pass may skip only vectors
+    # scoring below that. snap_cpu must equal a search of every candidate at every pixel.
+    from blursynth_ext.flowsnap import MARGIN, _pixel_lists, _snap_kernel
+
+    before, a, b = (two_layers(6, -2, t) for t in (-1, 0, 1))
+    flow = ramp(6, -2, width=30)
+    mask = np.ones((H, W), np.uint8)
+    layers = np.stack([_translation(6), _translation(-2)])
+    for bonus in (0.0, 4.0):
+        lists = _pixel_lists(mask)
+        full = flow.copy()
+        rules = (np.float32(MARGIN), np.float32(bonus), np.float32(4), np.float32(1), True)
+        offs = offsets((2, 4, 8))
+        _snap_kernel(flow, a, b, before, True, *lists, offs, layers, len(offs) + 2, *rules,
+                     full, np.empty(lists[0].size, np.float32))
+        got = snap_cpu(flow, a, b, before, mask, radii=(2, 4, 8), layers=layers, bonus=bonus,
+                       penalty=4.0, border=True)
+        assert np.array_equal(got, full)
+        assert not np.array_equal(got, flow)
