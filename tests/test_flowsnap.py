@@ -104,13 +104,18 @@ def test_the_mask_holds_the_ramp_and_its_tails_where_a_second_motion_is_in_reach
     assert offs.shape == (17, 2) and tuple(offs[0]) == (0, 0) and (16, 0) in map(tuple, offs)
 
 
-@pytest.mark.parametrize("with_other", [False, True])
-def test_numba_kernel_matches_the_reference(with_other):
-    rng = np.random.default_rng(3)
-    a, b, o = (texture(s, 48, 72) for s in (4, 5, 6))
+def random_case(seed):
+    """Three textured frames and a smooth random flow with a step of (4, -2) px, and its mask."""
+    rng = np.random.default_rng(seed)
+    a, b, o = (texture(seed + k, 48, 72) for k in (1, 2, 3))
     flow = cv2.GaussianBlur(rng.normal(0, 3, (48, 72, 2)).astype(np.float32), (0, 0), 2.0)
     flow[:, 36:] += np.float32([4.0, -2.0])
-    mask = boundary_mask(flow)
+    return a, b, o, flow, boundary_mask(flow)
+
+
+@pytest.mark.parametrize("with_other", [False, True])
+def test_numba_kernel_matches_the_reference(with_other):
+    a, b, o, flow, mask = random_case(3)
     assert 0.05 < mask.mean() < 1.0
     ref = snap_reference(flow, a, b, o if with_other else None, mask)
     cpu = snap_cpu(flow, a, b, o if with_other else None, mask)
@@ -203,11 +208,7 @@ def test_vectors_that_leave_the_frame_are_kept_and_never_chosen(fn):
 
 @pytest.mark.parametrize("with_other", [False, True])
 def test_numba_kernel_matches_the_reference_with_layers_and_rules(with_other):
-    rng = np.random.default_rng(4)
-    a, b, o = (texture(s, 48, 72) for s in (7, 8, 9))
-    flow = cv2.GaussianBlur(rng.normal(0, 3, (48, 72, 2)).astype(np.float32), (0, 0), 2.0)
-    flow[:, 36:] += np.float32([4.0, -2.0])
-    mask = boundary_mask(flow)
+    a, b, o, flow, mask = random_case(6)
     rot = np.array([[np.cos(0.05), -np.sin(0.05), 1.0], [np.sin(0.05), np.cos(0.05), -1.5]])
     rules = dict(layers=[_translation(4.0, -2.0), rot], bonus=1.0, penalty=2.0, tol=1.0,
                  border=True)
