@@ -115,13 +115,18 @@ def one_motion(flow: np.ndarray, *, step: int = 8, claim: float = 1.5,
     return m is not None and float(np.mean(inliers == 0)) < min_share
 
 
+def _vectors_at(m: np.ndarray, ys: np.ndarray, xs: np.ndarray):
+    # (u, v) of the affine motion m (2, 3), or of one motion per point (n, 2, 3), at the points.
+    x, y = xs.astype(np.float64), ys.astype(np.float64)
+    return (m[..., 0, 0] * x + m[..., 0, 1] * y + m[..., 0, 2] - x,
+            m[..., 1, 0] * x + m[..., 1, 1] * y + m[..., 1, 2] - y)
+
+
 def _owners(flow: np.ndarray, layers, ys: np.ndarray, xs: np.ndarray, tol: float) -> np.ndarray:
     # bool (L, n): whether the vector at each point (ys, xs) is within tol of each layer's.
-    x, y = xs.astype(np.float64), ys.astype(np.float64)
     u, v = flow[ys, xs, 0], flow[ys, xs, 1]
-    return np.stack([(np.abs(u - (m[0, 0] * x + m[0, 1] * y + m[0, 2] - x)) <= tol)
-                     & (np.abs(v - (m[1, 0] * x + m[1, 1] * y + m[1, 2] - y)) <= tol)
-                     for m in layers])
+    return np.stack([(np.abs(u - lu) <= tol) & (np.abs(v - lv) <= tol)
+                     for lu, lv in (_vectors_at(m, ys, xs) for m in layers)])
 
 
 def depth_order(layers, flow: np.ndarray, opposite: np.ndarray, mask: np.ndarray,
@@ -201,8 +206,6 @@ def snap_to_front(flow: np.ndarray, mask: np.ndarray, layers, ranks, tol: float 
         front[beside] = ranks[j]
         pick[beside] = j
     fix = blend & (front >= 0)
-    x, y = xs[fix].astype(np.float64), ys[fix].astype(np.float64)
-    m = np.asarray(layers, np.float64)[pick[fix]]  # (n, 2, 3)
-    out[ys[fix], xs[fix], 0] = m[:, 0, 0] * x + m[:, 0, 1] * y + m[:, 0, 2] - x
-    out[ys[fix], xs[fix], 1] = m[:, 1, 0] * x + m[:, 1, 1] * y + m[:, 1, 2] - y
+    u, v = _vectors_at(np.asarray(layers, np.float64)[pick[fix]], ys[fix], xs[fix])
+    out[ys[fix], xs[fix], 0], out[ys[fix], xs[fix], 1] = u, v
     return out
