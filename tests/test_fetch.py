@@ -274,10 +274,7 @@ def test_ctrl_c_keeps_the_part_file_and_the_next_run_resumes(srv, tmp_path):
     main = threading.main_thread().ident
 
     def ctrl_c():  # a real SIGINT: _thread.interrupt_main would not wake the main thread
-        # Only once bytes flow. With a 10 s wait it failed once on a loaded 2-core machine
-        # (the download finished without the interrupt): a signal sent before the download
-        # starts has nothing to stop.
-        srv.sent.wait(120)
+        srv.sent.wait(10)
         signal.pthread_kill(main, signal.SIGINT)
         time.sleep(0.3)
         srv.go.set()  # the worker sees the next bytes, and the stop, in its progress hook
