@@ -29,8 +29,8 @@ __all__ = ["RADII", "BONUS", "PENALTY", "TOL", "fine_flows"]
 #: Candidate distances, output pixels (the grid's own radii would reach across small objects).
 RADII = (2, 4, 8)
 #: Grey levels a layer's vector gains against the shifted ones (they are blends more often
-#: than not where a grid ramp is upsampled). None where there is no frame beyond: with one
-#: frame to match, a layer wins too often where the point is about to be covered.
+#: than not where a grid ramp is upsampled). No bonus where there is no frame beyond: with
+#: one frame to match, a layer wins too often where the point is about to be covered.
 BONUS = 4.0
 #: Grey levels a shifted vector within :data:`TOL` of no layer pays (it is a blend).
 PENALTY = 4.0

@@ -28,6 +28,14 @@ import numpy as np
 __all__ = ["motion_layers", "layer_flow", "one_motion", "depth_order", "snap_to_front"]
 
 
+def _samples(flow: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    # float32 (n, 2) points every `step` px from step // 2, and where the flow takes them.
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[step // 2:h:step, step // 2:w:step]
+    p = np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
+    return p, p + flow[ys.ravel(), xs.ravel()].astype(np.float32)
+
+
 def motion_layers(flow: np.ndarray, *, n: int = 3, step: int = 8, fit_tol: float = 0.5,
                   claim: float = 1.5, min_share: float = 0.03) -> list[np.ndarray]:
     """Affine motions of a flow field, the one explaining most samples first.
@@ -54,10 +62,7 @@ def motion_layers(flow: np.ndarray, *, n: int = 3, step: int = 8, fit_tol: float
         float64 (2, 3) matrices ``M``: the point ``(x, y)`` moves to ``M @ (x, y, 1)``.
         OpenCV's RANSAC seeds itself with a constant: the same flow gives the same layers.
     """
-    h, w = flow.shape[:2]
-    ys, xs = np.mgrid[step // 2:h:step, step // 2:w:step]
-    p = np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
-    q = p + flow[ys.ravel(), xs.ravel()].astype(np.float32)
+    p, q = _samples(flow, step)
     left = np.ones(len(p), bool)
     least = max(3, int(np.ceil(min_share * len(p))))
     out: list[np.ndarray] = []
@@ -82,10 +87,8 @@ def motion_layers(flow: np.ndarray, *, n: int = 3, step: int = 8, fit_tol: float
 def layer_flow(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The flow of the affine motion ``m`` (float (2, 3), :func:`motion_layers`) on a grid of
     ``shape`` = (h, w): float32 (h, w, 2), ``M @ (x, y, 1) - (x, y)``."""
-    gy, gx = np.mgrid[:shape[0], :shape[1]].astype(np.float64)
-    fx = m[0, 0] * gx + m[0, 1] * gy + m[0, 2] - gx
-    fy = m[1, 0] * gx + m[1, 1] * gy + m[1, 2] - gy
-    return np.stack([fx, fy], -1).astype(np.float32)
+    gy, gx = np.mgrid[:shape[0], :shape[1]]
+    return np.stack(_vectors_at(m, gy, gx), -1).astype(np.float32)
 
 
 def one_motion(flow: np.ndarray, *, step: int = 8, claim: float = 1.5,
@@ -105,10 +108,7 @@ def one_motion(flow: np.ndarray, *, step: int = 8, claim: float = 1.5,
     -------
     bool
     """
-    h, w = flow.shape[:2]
-    ys, xs = np.mgrid[step // 2:h:step, step // 2:w:step]
-    p = np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
-    q = p + flow[ys.ravel(), xs.ravel()].astype(np.float32)
+    p, q = _samples(flow, step)
     # Inliers within the claim itself: the one motion either holds or it does not.
     m, inliers = cv2.estimateAffine2D(p, q, method=cv2.RANSAC, ransacReprojThreshold=claim,
                                       maxIters=100, confidence=0.99)
@@ -195,8 +195,9 @@ def snap_to_front(flow: np.ndarray, mask: np.ndarray, layers, ranks, tol: float 
     box = np.ones((2 * reach + 1,) * 2, np.uint8)
     ry, rx = np.nonzero(cv2.dilate(mask, box))  # the masked pixels and their neighbours
     owners = _owners(out, layers, ry, rx, tol)
-    ys, xs = np.nonzero(mask)
-    blend = ~_owners(out, layers, ys, xs, tol).any(0)
+    inside = mask[ry, rx] != 0  # both in row order: the masked pixels are ry[inside], ...
+    ys, xs = ry[inside], rx[inside]
+    blend = ~owners[:, inside].any(0)
     front = np.full(ys.size, -1, np.int64)  # rank of the nearest layer beside, per pixel
     pick = np.zeros(ys.size, np.int64)
     own = np.zeros(mask.shape, np.uint8)

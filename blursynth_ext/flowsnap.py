@@ -229,6 +229,13 @@ _BAND = 8  # rows per parallel task; each task recomputes the errors of one row 
 
 
 @numba.njit(fastmath=True, inline="always")
+def _layer_at(m, y, x):
+    # The vector of the affine motion m (float64 (2, 3)) at (y, x).
+    return (f4(m[0, 0] * x + m[0, 1] * y + m[0, 2] - x),
+            f4(m[1, 0] * x + m[1, 1] * y + m[1, 2] - y))
+
+
+@numba.njit(fastmath=True, inline="always")
 def _candidate(flow, offs, layers, k, y, x):
     # Vector of candidate k at (y, x): the flow shifted by offs[k], or layer k - len(offs).
     n = offs.shape[0]
@@ -236,9 +243,7 @@ def _candidate(flow, offs, layers, k, y, x):
         h, w = flow.shape[0], flow.shape[1]
         sy, sx = min(max(y + offs[k, 1], 0), h - 1), min(max(x + offs[k, 0], 0), w - 1)
         return flow[sy, sx, 0], flow[sy, sx, 1]
-    m = layers[k - n]
-    return (f4(m[0, 0] * x + m[0, 1] * y + m[0, 2] - x),
-            f4(m[1, 0] * x + m[1, 1] * y + m[1, 2] - y))
+    return _layer_at(layers[k - n], y, x)
 
 
 @numba.njit(fastmath=True, inline="always")
@@ -248,9 +253,8 @@ def _near_layer(layers, u, v, y, x, tol):
     if layers.shape[0] == 0:
         return True
     for j in range(layers.shape[0]):
-        m = layers[j]
-        if (abs(u - f4(m[0, 0] * x + m[0, 1] * y + m[0, 2] - x)) <= tol
-                and abs(v - f4(m[1, 0] * x + m[1, 1] * y + m[1, 2] - y)) <= tol):
+        lu, lv = _layer_at(layers[j], y, x)
+        if abs(u - lu) <= tol and abs(v - lv) <= tol:
             return True
     return False
 
@@ -270,7 +274,7 @@ def _snap_kernel(flow, a, b, other, has_other, ys, xs, starts, ny, nx, nstarts, 
                  n_cand, margin, bonus, penalty, tol, border, out, score):
     # Pixel lists in row order: the masked ones (ys, xs) and those their windows read (ny, nx);
     # starts[r] / nstarts[r]: the first entry on row r or below. One task per band of rows.
-    # Candidates: the first n_cand of the shifted flows of offs, then the layers (float64
+    # Candidates 0 .. n_cand - 1 of: the shifted flows of offs, then the layers (float64
     # (L, 2, 3)). score[m]: the winning candidate's cost, with its margin, bonus or penalty.
     h, w = a.shape
     for band in prange((h + _BAND - 1) // _BAND):
